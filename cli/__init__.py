@@ -1,0 +1,1 @@
+"""The `rag` command: one entry point, a subcommand per job."""

@@ -1,0 +1,1 @@
+"""The ingestion job: files to chunks to vectors in Qdrant, incrementally."""

@@ -1,0 +1,392 @@
+"""`rag ingest`: scan a folder, skip unchanged files, embed the rest, replace or delete their chunks.
+
+Crash safety: a document is written as delete-old-points, upsert-chunks, upsert-record, in that order, and point ids
+are deterministic. The record is what marks a document done, so a run killed at any moment leaves either the old
+state or a document without a record, which the next run redoes from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.chunking import Chunk, Chunker
+from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
+from ingest.scan import FoundFile, scan
+from rag.config import Settings
+from rag.embedder import Embedder, get_embedder
+from rag.errors import RagError
+from rag.sparse import bm25_document
+from rag.store import PointData, VectorStore, open_store
+from rag.store.base import KIND_CHUNK, KIND_DOC, chunk_id, document_id
+from rag.tokens import count_tokens
+
+PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
+
+
+@dataclass
+class IngestSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "chunks_written": self.chunks,
+            "seconds": round(self.seconds, 2),
+            "chunks_per_s": round(self.chunks_per_s, 1),
+            "skipped_files": [{"source": s, "reason": r} for s, r in self.skipped],
+            "failed_files": [{"source": s, "reason": r} for s, r in self.failed],
+        }
+
+    def render(self) -> str:
+        lines = [
+            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}, "
+            f"skipped {len(self.skipped)}, failed {len(self.failed)}",
+            f"chunks written {self.chunks} in {self.seconds:.1f} s ({self.chunks_per_s:.1f} chunks/s)",
+        ]
+        if not (self.added or self.updated or self.deleted):
+            lines.append("nothing changed: no file was embedded")
+        lines += [f"  skipped {s}: {r}" for s, r in self.skipped]
+        lines += [f"  FAILED  {s}: {r}" for s, r in self.failed]
+        return "\n".join(lines)
+
+
+@dataclass
+class _Doc:
+    found: FoundFile
+    root: str
+    doc_id: str
+    content_hash: str
+    is_update: bool
+
+
+@dataclass
+class _Part:
+    doc: _Doc
+    chunks: list[Chunk]
+    first_index: int
+    final: bool
+
+
+@dataclass
+class _Failed:
+    doc: _Doc
+    reason: str
+    skipped: bool = False
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class IngestJob:
+    def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.chunker = Chunker(
+            count_tokens,
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+            fits_window=lambda text: embedder.count_tokens(text) <= embedder.max_tokens,
+        )
+        self.store.ensure_collection(embedder.dimension, embedder.name)
+        meta = self.store.collection_meta() or {}
+        if meta.get("embedder") not in (None, embedder.name):
+            raise RagError(
+                f"this collection was built with embedder {meta['embedder']!r}, not {embedder.name!r}: "
+                "use another --collection or the same embedder"
+            )
+
+    def run(
+        self, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
+    ) -> IngestSummary:
+        started = time.perf_counter()
+        root = root.expanduser().resolve()
+        if not root.is_dir():
+            raise RagError(f"{root} is not a folder")
+        summary = IngestSummary()
+        root_key = str(root)
+        records = {r["source"]: r for r in self.store.document_records(root_key)}
+        found = scan(root)
+        work = self._plan(root_key, found, records, summary)
+        self._delete_removed(found, records, summary)
+        self._process(work, summary, progress, on_file)
+        self.store.finish()
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _plan(
+        self, root: str, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
+    ) -> list[_Doc]:
+        work: list[_Doc] = []
+        max_bytes = self.settings.max_file_mb * 1024 * 1024
+        for f in found:
+            if f.error:
+                summary.failed.append((f.source, f.error))
+                continue
+            if loader_for(f.path) is None:
+                summary.skipped.append((f.source, f"unsupported file type {f.path.suffix or '(none)'}"))
+                continue
+            if f.size == 0:
+                summary.skipped.append((f.source, "empty file"))
+                continue
+            if f.size > max_bytes and f.path.suffix.lower() not in STREAMED:
+                summary.failed.append((f.source, f"larger than max_file_mb={self.settings.max_file_mb:g}"))
+                continue
+            record = records.get(f.source)
+            if record and record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns:
+                summary.unchanged += 1
+                continue
+            try:
+                digest = file_hash(f.path)
+            except OSError as exc:
+                summary.failed.append((f.source, exc.strerror or str(exc)))
+                continue
+            doc_id = document_id(root, f.source)
+            if record and record.get("content_hash") == digest:
+                self.store.set_payload(doc_id, {"size": f.size, "mtime_ns": f.mtime_ns})
+                summary.unchanged += 1
+                continue
+            work.append(_Doc(f, root, doc_id, digest, is_update=record is not None))
+        return work
+
+    def _delete_removed(
+        self, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
+    ) -> None:
+        present = {f.source for f in found}
+        for source, record in records.items():
+            if source not in present:
+                self.store.delete_document(record["doc_id"])
+                summary.deleted += 1
+
+    def _process(
+        self,
+        work: list[_Doc],
+        summary: IngestSummary,
+        progress: bool | None,
+        on_file: Callable[[int, int], None] | None,
+    ) -> None:
+        if not work:
+            return
+        from tqdm import tqdm
+
+        show = sys.stderr.isatty() if progress is None else progress
+        bar = tqdm(total=len(work), unit="file", disable=not show, dynamic_ncols=True)
+        items: queue.Queue[_Part | _Failed | None] = queue.Queue(maxsize=32)
+        stop = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(work, items, stop), daemon=True)
+        producer.start()
+        writer = _Writer(self, summary)
+        done = 0
+        try:
+            while (item := items.get()) is not None:
+                writer.take(item)
+                for _ in range(writer.flush_if_full()):
+                    done += 1
+                    bar.update(1)
+                    bar.set_postfix(chunks=summary.chunks)
+                    if on_file:
+                        on_file(done, len(work))
+            for _ in range(writer.flush()):
+                done += 1
+                bar.update(1)
+                if on_file:
+                    on_file(done, len(work))
+        finally:
+            stop.set()
+            bar.close()
+
+    def _produce(self, work: list[_Doc], items: queue.Queue[_Part | _Failed | None], stop: threading.Event) -> None:
+        try:
+            for doc in work:
+                if stop.is_set():
+                    return
+                for item in self._parts(doc):
+                    items.put(item)
+        finally:
+            items.put(None)
+
+    def _parts(self, doc: _Doc) -> Iterator[_Part | _Failed]:
+        path = doc.found.path
+        loader = loader_for(path)
+        assert loader is not None
+        try:
+            sections: Iterator[Section] = loader(path)
+            if path.suffix.lower() not in STREAMED:
+                sections = iter(list(sections))  # parse whole first: a parse error must not touch the store
+            chunks = self.chunker.chunk_sections(sections)
+            batch: list[Chunk] = []
+            index = 0
+            for chunk in chunks:
+                batch.append(chunk)
+                if len(batch) >= PART_CHUNKS:
+                    yield _Part(doc, batch, index, final=False)
+                    index += len(batch)
+                    batch = []
+            if index == 0 and not batch:
+                yield _Failed(doc, "no extractable text", skipped=True)
+                return
+            yield _Part(doc, batch, index, final=True)
+        except LoadError as exc:
+            yield _Failed(doc, str(exc))
+        except (OSError, UnicodeError) as exc:
+            yield _Failed(doc, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a parser bug on one file must not stop the others
+            yield _Failed(doc, f"cannot parse: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+class _Writer:
+    """Batches chunks across documents for the embedder, then writes each document in crash-safe order."""
+
+    def __init__(self, job: IngestJob, summary: IngestSummary) -> None:
+        self.job = job
+        self.store = job.store
+        self.summary = summary
+        self.pending: list[_Part | _Failed] = []
+        self.pending_chunks: list[Chunk] = []
+        self.started: set[str] = set()
+        self.pages: dict[str, set[int]] = {}
+        self.now = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def take(self, item: _Part | _Failed) -> None:
+        self.pending.append(item)
+        if isinstance(item, _Part):
+            self.pending_chunks.extend(item.chunks)
+            self.pages.setdefault(item.doc.doc_id, set()).update(c.page for c in item.chunks if c.page)
+
+    def flush_if_full(self) -> int:
+        if len(self.pending_chunks) >= self.job.settings.embed_batch_size * 4:
+            return self.flush()
+        return 0
+
+    def flush(self) -> int:
+        """Embed pending chunks in one call (sentence-transformers sorts them by length) and write them."""
+        started = time.perf_counter()
+        vectors = self.job.embedder.embed([c.embed_text() for c in self.pending_chunks])
+        self.summary.embed_seconds += time.perf_counter() - started
+        finished = 0
+        cursor = 0
+        for item in self.pending:
+            if isinstance(item, _Failed):
+                self._fail(item)
+                finished += 1
+                continue
+            part_vectors = vectors[cursor : cursor + len(item.chunks)]
+            cursor += len(item.chunks)
+            self._write(item, part_vectors)
+            finished += int(item.final)
+        self.pending, self.pending_chunks = [], []
+        return finished
+
+    def _fail(self, item: _Failed) -> None:
+        doc = item.doc
+        if doc.doc_id in self.started:  # a streamed file broke mid-way: drop its partial new version
+            self.store.delete_document(doc.doc_id)
+        elif item.skipped and doc.is_update:  # the file now has no text: its old chunks are stale
+            self.store.delete_document(doc.doc_id)
+        (self.summary.skipped if item.skipped else self.summary.failed).append((doc.found.source, item.reason))
+
+    def _write(self, part: _Part, vectors: Any) -> None:
+        doc = part.doc
+        if doc.doc_id not in self.started:
+            self.store.delete_document(doc.doc_id)
+            self.started.add(doc.doc_id)
+        base = self._base_payload(doc)
+        points = [
+            PointData(
+                id=chunk_id(doc.doc_id, doc.content_hash, part.first_index + i),
+                payload={
+                    **base,
+                    "kind": KIND_CHUNK,
+                    "chunk_index": part.first_index + i,
+                    "title": chunk.title,
+                    "page": chunk.page,
+                    "char_start": chunk.char_start,
+                    "char_end": chunk.char_end,
+                    "text": chunk.text,
+                },
+                dense=[float(x) for x in vector],
+                sparse=bm25_document(chunk.embed_text()),
+            )
+            for i, (chunk, vector) in enumerate(zip(part.chunks, vectors, strict=True))
+        ]
+        self.store.upsert(points)
+        self.summary.chunks += len(points)
+        if part.final:
+            self._write_record(part, base)
+
+    def _write_record(self, part: _Part, base: dict[str, Any]) -> None:
+        doc = part.doc
+        total = part.first_index + len(part.chunks)
+        pages = self.pages.pop(doc.doc_id, set())
+        record = {
+            **base,
+            "kind": KIND_DOC,
+            "size": doc.found.size,
+            "mtime_ns": doc.found.mtime_ns,
+            "chunks": total,
+            "pages": len(pages) or None,
+            "title": next((c.title for c in part.chunks if c.title), None),
+        }
+        self.store.upsert([PointData(id=doc.doc_id, payload=record)])
+        self.started.discard(doc.doc_id)
+        if doc.is_update:
+            self.summary.updated += 1
+        else:
+            self.summary.added += 1
+
+    def _base_payload(self, doc: _Doc) -> dict[str, Any]:
+        source = doc.found.source
+        parts = source.split("/")[:-1]
+        return {
+            "doc_id": doc.doc_id,
+            "root": doc.root,
+            "source": source,
+            "dirs": ["/".join(parts[: i + 1]) for i in range(len(parts))],
+            "file_type": file_type(doc.found.path),
+            "content_hash": doc.content_hash,
+            "ingested_at": self.now,
+        }
+
+
+def ingest_folder(
+    settings: Settings, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
+) -> IngestSummary:
+    """Open the store and embedder from settings and run one ingestion of root."""
+    embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
+    store = open_store(settings)
+    try:
+        return IngestJob(settings, store, embedder).run(root, progress, on_file)
+    finally:
+        store.close()
+

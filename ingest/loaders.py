@@ -1,0 +1,254 @@
+"""Turn a file into text sections (title, page, text) for chunking.
+
+Each loader yields `Section`s lazily so a large plain-text file is read in bounded memory. A problem with the
+file raises `LoadError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SECTION_CHARS = 64_000  # a long section is cut here; the chunker never sees more at once
+SNIFF_BYTES = 64 * 1024
+
+
+class LoadError(Exception):
+    """The file cannot be read as a document; the message says why, in one line."""
+
+
+@dataclass
+class Section:
+    text: str
+    title: str | None = None
+    page: int | None = None
+
+
+# --------------------------------------------------------------------------- plain text, Markdown, reST
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
+
+
+def sniff_encoding(head: bytes) -> str:
+    """UTF-8 when it decodes, else the best guess, else Latin-1 (which decodes any byte)."""
+    if b"\x00" in head[:8192] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise LoadError("binary content (NUL bytes), not text")
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 4:  # a character cut at the end of the sniffed block
+            return "utf-8"
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    return best.encoding if best is not None else "latin-1"
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    with path.open("rb") as raw:
+        head = raw.read(SNIFF_BYTES)
+    encoding = sniff_encoding(head)
+    with path.open("r", encoding=encoding, errors="replace", newline=None) as handle:
+        yield from handle
+
+
+def load_text(path: Path, headings: str = "none") -> Iterator[Section]:
+    """Stream a text file as sections, split at Markdown or reST headings when asked."""
+    title: str | None = None
+    buffer: list[str] = []
+    size = 0
+    previous: str | None = None
+    for line in _text_lines(path):
+        heading = _heading(line, previous, headings)
+        if heading is not None:
+            if headings == "rst" and buffer:
+                buffer.pop()  # the title line was already buffered as text
+            if any(part.strip() for part in buffer):
+                yield Section("".join(buffer), title)
+            buffer, size, title = [], 0, heading
+            previous = None
+            continue
+        buffer.append(line)
+        size += len(line)
+        previous = line
+        if size >= SECTION_CHARS and not line.strip():
+            yield Section("".join(buffer), title)
+            buffer, size = [], 0
+    if any(part.strip() for part in buffer):
+        yield Section("".join(buffer), title)
+
+
+def _heading(line: str, previous: str | None, style: str) -> str | None:
+    if style == "markdown":
+        match = _MD_HEADING.match(line)
+        return match.group(2).strip() if match else None
+    if style == "rst" and previous and previous.strip() and _RST_UNDERLINE.match(line):
+        if len(line.rstrip()) >= len(previous.rstrip()) - 1:
+            return previous.strip()
+    return None
+
+
+# --------------------------------------------------------------------------- HTML
+
+_DROP_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template", "svg"]
+_DROP_SELECTORS = [
+    "div.sphinxsidebar",
+    "div.related",
+    "div.footer",
+    "a.headerlink",
+    "div.mobile-nav",
+    "[role=navigation]",
+    "[role=search]",
+    "[aria-hidden=true]",
+]
+_BLOCK_TAGS = {
+    "p", "div", "li", "ul", "ol", "pre", "br", "tr", "table", "dt", "dd", "dl", "blockquote",
+    "section", "article", "main", "hr", "figure", "figcaption", "caption", "td", "th",
+}  # fmt: skip
+_HEADING_TAGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+_MARK = "\x00"
+
+
+def load_html(path: Path) -> Iterator[Section]:
+    """Clean text of an HTML page, split into sections at its headings (h1 > h2 > ... as the title)."""
+    from bs4 import BeautifulSoup, NavigableString
+
+    raw = path.read_bytes()
+    soup = BeautifulSoup(raw, "lxml")
+    body = soup.body or soup
+    for tag in body.find_all(_DROP_TAGS):
+        tag.decompose()
+    for selector in _DROP_SELECTORS:
+        for tag in body.select(selector):
+            tag.decompose()
+    for heading in body.find_all(_HEADING_TAGS):
+        level = int(heading.name[1])
+        text = " ".join(heading.get_text(" ").split())
+        heading.replace_with(NavigableString(f"\n{_MARK}{level}{_MARK}{text}{_MARK}\n"))
+    for tag in body.find_all(_BLOCK_TAGS):
+        tag.insert_after(NavigableString("\n"))
+    yield from _split_marked(body.get_text(""), _page_title(soup))
+
+
+def _page_title(soup: object) -> str | None:
+    title = getattr(soup, "title", None)
+    text = title.get_text(" ").strip() if title is not None else ""
+    return " ".join(text.split()) or None
+
+
+def _split_marked(text: str, page_title: str | None) -> Iterator[Section]:
+    stack: list[tuple[int, str]] = []
+    parts = text.split(_MARK)
+    # parts: text, level, heading, text, level, heading, text, ...
+    current = _tidy(parts[0])
+    title: str | None = page_title
+    for i in range(1, len(parts) - 2, 3):
+        if current:
+            yield Section(current, title)
+        level, heading = int(parts[i]), parts[i + 1]
+        stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
+        title = " › ".join(h for _, h in stack)
+        current = _tidy(parts[i + 2])
+    if current:
+        yield Section(current, title)
+
+
+def _tidy(text: str) -> str:
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    out = "\n".join(line for line in lines if line)
+    return out.strip()
+
+
+# --------------------------------------------------------------------------- PDF, DOCX
+
+
+def load_pdf(path: Path) -> Iterator[Section]:
+    """Text per page, with the physical 1-based page number."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path), strict=False)
+        pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise LoadError(f"corrupt or unreadable PDF: {exc}") from exc
+    title = _pdf_title(reader)
+    for number, text in pages:
+        text = _tidy(text)
+        if text:
+            yield Section(text, title, number)
+
+
+def _pdf_title(reader: object) -> str | None:
+    try:
+        meta = reader.metadata  # type: ignore[attr-defined]
+        return str(meta.title).strip() or None if meta and meta.title else None
+    except Exception:  # broken metadata never costs the text
+        return None
+
+
+def load_docx(path: Path) -> Iterator[Section]:
+    """Paragraphs and tables of a Word file, split at its Heading styles."""
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
+    stack: list[tuple[int, str]] = []
+    title: str | None = None
+    buffer: list[str] = []
+    for paragraph in document.paragraphs:
+        style = paragraph.style.name if paragraph.style is not None else ""
+        text = paragraph.text.strip()
+        if style.startswith("Heading") or style == "Title":
+            if buffer:
+                yield Section("\n".join(buffer), title)
+                buffer = []
+            level = int(style.split()[-1]) if style.split()[-1].isdigit() else 0
+            stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, text)]
+            title = " › ".join(h for _, h in stack if h)
+        elif text:
+            buffer.append(text)
+    for table in document.tables:
+        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
+        buffer.extend(row for row in rows if row.strip(" |"))
+    if buffer:
+        yield Section("\n".join(buffer), title)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+Loader = Callable[[Path], Iterator[Section]]
+
+LOADERS: dict[str, Loader] = {
+    ".txt": lambda p: load_text(p, "none"),
+    ".md": lambda p: load_text(p, "markdown"),
+    ".markdown": lambda p: load_text(p, "markdown"),
+    ".rst": lambda p: load_text(p, "rst"),
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+}
+STREAMED = {".txt", ".md", ".markdown", ".rst"}
+
+
+def file_type(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
+
+
+def loader_for(path: Path) -> Loader | None:
+    return LOADERS.get(path.suffix.lower())

@@ -1,0 +1,96 @@
+"""The one typed settings object: environment variables, then an optional TOML file, then defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rag"
+
+
+def _config_file() -> Path | None:
+    path = os.environ.get("RAG_CONFIG")
+    return Path(path) if path else None
+
+
+class Settings(BaseSettings):
+    """Every knob of the app. Env vars are `RAG_<NAME>`, except the usual Qdrant/OpenAI names."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    collection: str = "default"
+
+    qdrant_url: str | None = Field(default=None, validation_alias=AliasChoices("QDRANT_URL", "qdrant_url"))
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("QDRANT_API_KEY", "qdrant_api_key")
+    )
+
+    embed_model: str = PACKAGED_EMBEDDER
+    embed_batch_size: int = 64
+    embed_threads: int = 0  # 0: let torch decide
+
+    chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
+    chunk_overlap: int = 30
+    tokenizer_encoding: str = "cl100k_base"
+    max_file_mb: float = 64.0  # non-text formats are parsed whole; larger ones are refused
+
+    # Chat pipeline (later issues read these).
+    top_k: int = 30
+    top_n: int = 5
+    rerank_model: str | None = None
+    relevance_threshold: float = 0.35
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    llm_model: str | None = None
+    llm_context_tokens: int = 2048
+    llm_answer_tokens: int = 384
+    llm_timeout_s: float = 120.0
+    llm_gguf: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"RAG_CONFIG points to {path}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def server_mode(self) -> bool:
+        return bool(self.qdrant_url)
+
+    def collection_dir(self, collection: str | None = None) -> Path:
+        return self.data_dir / "collections" / (collection or self.collection)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env and file, with CLI flags (non-None values) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

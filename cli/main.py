@@ -22,7 +22,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rag", description="Offline RAG: ask questions about your documents.")
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Offline RAG: ask questions about your documents."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     from cli import commands
 
@@ -36,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("RAG_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("RAG_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.config:
         os.environ["RAG_CONFIG"] = str(args.config)
     handler: Handler = args.handler
@@ -44,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(data_dir=args.data_dir, collection=args.collection)
         return handler(args, settings)
     except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder we cannot create or read: say which, in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

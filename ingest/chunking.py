@@ -84,9 +84,11 @@ class Chunker:
     def _units(self, text: str, start: int, end: int, budget: int, level: int) -> list[_Unit]:
         """Pieces no longer than the budget: paragraphs, else lines, else sentences, else words."""
         splitters = (_PARAGRAPH, _LINE, _SENTENCE, _WORD)
-        pieces = _split_spans(text, start, end, splitters[level]) if level < len(splitters) else []
-        if not pieces:
+        if level >= len(splitters):
             return _cut_by_chars(text, start, end, budget, self.count_tokens)
+        pieces = _split_spans(text, start, end, splitters[level])
+        if not pieces:
+            return self._units(text, start, end, budget, level + 1)
         counts = self.count_tokens([text[s:e] for s, e in pieces])
         units: list[_Unit] = []
         for (s, e), n in zip(pieces, counts, strict=True):
@@ -96,7 +98,9 @@ class Chunker:
                 units.extend(self._units(text, s, e, budget, level + 1))
         return units
 
-    def _merge(self, units: list[_Unit], budget: int, overlap: int | None = None) -> Iterator[tuple[int, int]]:
+    def _merge(
+        self, units: list[_Unit], budget: int, overlap: int | None = None
+    ) -> Iterator[tuple[int, int]]:
         """Greedy packing of consecutive units; the next chunk repeats the last units up to the overlap."""
         overlap = self.overlap_tokens if overlap is None else overlap
         i = 0

@@ -8,6 +8,7 @@ state or a document without a record, which the next run redoes from scratch.
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import sys
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 from ingest.chunking import Chunk, Chunker
 from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
-from ingest.scan import FoundFile, scan
+from ingest.scan import FoundFile, os_error_reason, scan
 from rag.config import Settings
 from rag.embedder import Embedder, get_embedder
 from rag.errors import RagError
@@ -28,6 +29,8 @@ from rag.sparse import bm25_document
 from rag.store import PointData, VectorStore, open_store
 from rag.store.base import KIND_CHUNK, KIND_DOC, chunk_id, document_id
 from rag.tokens import count_tokens
+
+log = logging.getLogger("rag.ingest")
 
 PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
 
@@ -170,7 +173,7 @@ class IngestJob:
             try:
                 digest = file_hash(f.path)
             except OSError as exc:
-                summary.failed.append((f.source, exc.strerror or str(exc)))
+                summary.failed.append((f.source, os_error_reason(exc)))
                 continue
             doc_id = document_id(root, f.source)
             if record and record.get("content_hash") == digest:
@@ -226,7 +229,9 @@ class IngestJob:
             stop.set()
             bar.close()
 
-    def _produce(self, work: list[_Doc], items: queue.Queue[_Part | _Failed | None], stop: threading.Event) -> None:
+    def _produce(
+        self, work: list[_Doc], items: queue.Queue[_Part | _Failed | None], stop: threading.Event
+    ) -> None:
         try:
             for doc in work:
                 if stop.is_set():
@@ -259,10 +264,14 @@ class IngestJob:
             yield _Part(doc, batch, index, final=True)
         except LoadError as exc:
             yield _Failed(doc, str(exc))
-        except (OSError, UnicodeError) as exc:
-            yield _Failed(doc, f"{type(exc).__name__}: {exc}")
+        except OSError as exc:
+            yield _Failed(doc, os_error_reason(exc))
+        except UnicodeError as exc:
+            yield _Failed(doc, f"cannot decode: {exc}")
         except Exception as exc:  # a parser bug on one file must not stop the others
-            yield _Failed(doc, f"cannot parse: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            yield _Failed(
+                doc, f"cannot parse: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            )
 
 
 class _Writer:
@@ -310,11 +319,13 @@ class _Writer:
 
     def _fail(self, item: _Failed) -> None:
         doc = item.doc
-        if doc.doc_id in self.started:  # a streamed file broke mid-way: drop its partial new version
+        if (
+            doc.doc_id in self.started or item.skipped and doc.is_update
+        ):  # a streamed file broke mid-way: drop its partial new version
             self.store.delete_document(doc.doc_id)
-        elif item.skipped and doc.is_update:  # the file now has no text: its old chunks are stale
-            self.store.delete_document(doc.doc_id)
-        (self.summary.skipped if item.skipped else self.summary.failed).append((doc.found.source, item.reason))
+        (self.summary.skipped if item.skipped else self.summary.failed).append(
+            (doc.found.source, item.reason)
+        )
 
     def _write(self, part: _Part, vectors: Any) -> None:
         doc = part.doc
@@ -359,6 +370,7 @@ class _Writer:
             "title": next((c.title for c in part.chunks if c.title), None),
         }
         self.store.upsert([PointData(id=doc.doc_id, payload=record)])
+        log.info("wrote %s (%d chunks)", doc.found.source, total)
         self.started.discard(doc.doc_id)
         if doc.is_update:
             self.summary.updated += 1
@@ -380,7 +392,10 @@ class _Writer:
 
 
 def ingest_folder(
-    settings: Settings, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
+    settings: Settings,
+    root: Path,
+    progress: bool | None = None,
+    on_file: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
     """Open the store and embedder from settings and run one ingestion of root."""
     embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
@@ -389,4 +404,3 @@ def ingest_folder(
         return IngestJob(settings, store, embedder).run(root, progress, on_file)
     finally:
         store.close()
-

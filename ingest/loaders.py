@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SECTION_CHARS = 64_000  # a long section is cut here; the chunker never sees more at once
 SNIFF_BYTES = 64 * 1024
@@ -34,7 +35,11 @@ _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 
 
 def sniff_encoding(head: bytes) -> str:
-    """UTF-8 when it decodes, else the best guess, else Latin-1 (which decodes any byte)."""
+    """UTF-8 when it decodes, else Windows-1252, else Latin-1 (which decodes any byte).
+
+    Statistical guessers mistook short Western text for Central European code pages here; a fixed,
+    predictable fallback is the better default for the documents this app meets.
+    """
     if b"\x00" in head[:8192] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise LoadError("binary content (NUL bytes), not text")
     if head.startswith(codecs.BOM_UTF8):
@@ -47,10 +52,11 @@ def sniff_encoding(head: bytes) -> str:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # a character cut at the end of the sniffed block
             return "utf-8"
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(head).best()
-    return best.encoding if best is not None else "latin-1"
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def _text_lines(path: Path) -> Iterator[str]:
@@ -91,25 +97,25 @@ def _heading(line: str, previous: str | None, style: str) -> str | None:
     if style == "markdown":
         match = _MD_HEADING.match(line)
         return match.group(2).strip() if match else None
-    if style == "rst" and previous and previous.strip() and _RST_UNDERLINE.match(line):
-        if len(line.rstrip()) >= len(previous.rstrip()) - 1:
-            return previous.strip()
+    is_underline = style == "rst" and previous and previous.strip() and _RST_UNDERLINE.match(line)
+    if is_underline and previous and len(line.rstrip()) >= len(previous.rstrip()) - 1:
+        return previous.strip()
     return None
 
 
 # --------------------------------------------------------------------------- HTML
 
 _DROP_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template", "svg"]
-_DROP_SELECTORS = [
-    "div.sphinxsidebar",
-    "div.related",
-    "div.footer",
-    "a.headerlink",
-    "div.mobile-nav",
-    "[role=navigation]",
-    "[role=search]",
-    "[aria-hidden=true]",
-]
+_DROP_CLASSES = {
+    "sphinxsidebar",
+    "related",
+    "footer",
+    "headerlink",
+    "mobile-nav",
+    "navigation",
+    "breadcrumbs",
+}
+_DROP_ROLES = {"navigation", "search", "banner", "contentinfo"}
 _BLOCK_TAGS = {
     "p", "div", "li", "ul", "ol", "pre", "br", "tr", "table", "dt", "dd", "dl", "blockquote",
     "section", "article", "main", "hr", "figure", "figcaption", "caption", "td", "th",
@@ -127,9 +133,8 @@ def load_html(path: Path) -> Iterator[Section]:
     body = soup.body or soup
     for tag in body.find_all(_DROP_TAGS):
         tag.decompose()
-    for selector in _DROP_SELECTORS:
-        for tag in body.select(selector):
-            tag.decompose()
+    for tag in body.find_all(_is_chrome):
+        tag.decompose()
     for heading in body.find_all(_HEADING_TAGS):
         level = int(heading.name[1])
         text = " ".join(heading.get_text(" ").split())
@@ -137,6 +142,17 @@ def load_html(path: Path) -> Iterator[Section]:
     for tag in body.find_all(_BLOCK_TAGS):
         tag.insert_after(NavigableString("\n"))
     yield from _split_marked(body.get_text(""), _page_title(soup))
+
+
+def _is_chrome(tag: Any) -> bool:
+    """Navigation and page furniture (plain attribute checks: CSS selectors need soupsieve's Unicode tables)."""
+    attrs = tag.attrs if tag.attrs is not None else {}
+    classes = attrs.get("class") or []
+    return (
+        bool(_DROP_CLASSES.intersection(classes))
+        or attrs.get("role") in _DROP_ROLES
+        or attrs.get("aria-hidden") == "true"
+    )
 
 
 def _page_title(soup: object) -> str | None:

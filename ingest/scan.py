@@ -31,7 +31,7 @@ def _walk(root: Path, folder: Path, seen: set[tuple[int, int]], out: list[FoundF
         seen.add((info.st_dev, info.st_ino))
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        out.append(FoundFile(folder, _rel(root, folder), error=_reason(exc)))
+        out.append(FoundFile(folder, _rel(root, folder), error=os_error_reason(exc)))
         return
     for entry in entries:
         path = Path(entry.path)
@@ -40,11 +40,13 @@ def _walk(root: Path, folder: Path, seen: set[tuple[int, int]], out: list[FoundF
         try:
             stat = path.stat()
         except OSError as exc:
-            out.append(FoundFile(path, _rel(root, path), error=_reason(exc)))
+            out.append(FoundFile(path, _rel(root, path), error=os_error_reason(exc)))
             continue
         if path.is_dir():
             if (stat.st_dev, stat.st_ino) in seen:
-                out.append(FoundFile(path, _rel(root, path), error="symlink loop: points back to a parent folder"))
+                out.append(
+                    FoundFile(path, _rel(root, path), error="symlink loop: points back to a parent folder")
+                )
             else:
                 _walk(root, path, seen, out)
         elif path.is_file():
@@ -55,7 +57,7 @@ def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _reason(exc: OSError) -> str:
+def os_error_reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"
     if exc.errno == errno.EACCES:

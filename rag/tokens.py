@@ -15,7 +15,9 @@ def encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
 
 
 def count_tokens(texts: list[str], name: str = DEFAULT_ENCODING) -> list[int]:
-    return [len(ids) for ids in encoding(name).encode_ordinary_batch(texts)]
+    # Not encode_ordinary_batch: its thread pool costs more than the encoding for short texts.
+    encode = encoding(name).encode_ordinary
+    return [len(encode(text)) for text in texts]
 
 
 def count(text: str, name: str = DEFAULT_ENCODING) -> int:

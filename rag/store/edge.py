@@ -26,6 +26,7 @@ from rag.store.base import (
 )
 
 RRF_K = 60
+_RRF: Any = qe.Fusion.Rrf(k=RRF_K)  # Any: the stub's query union omits Fusion's inner classes
 SCROLL_PAGE = 1000
 
 
@@ -39,7 +40,9 @@ def _edge_filter(flt: SearchFilter | None, kind: str | None = KIND_CHUNK) -> qe.
         prefix = flt.path_prefix.strip("/")
         must.append(qe.Filter(should=[_match("source", prefix), _match("dirs", prefix)]))
     if flt and flt.file_types:
-        must.append(qe.FieldCondition(key="file_type", match=qe.MatchAny([t.lower() for t in flt.file_types])))
+        must.append(
+            qe.FieldCondition(key="file_type", match=qe.MatchAny([t.lower() for t in flt.file_types]))
+        )
     return qe.Filter(must=must) if must else None
 
 
@@ -130,7 +133,9 @@ class EdgeStore:
         return qe.Point(id=p.id, vector=vector, payload=p.payload)
 
     def delete_document(self, doc_id: str) -> None:
-        self.shard.update(qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_match("doc_id", doc_id)])))
+        self.shard.update(
+            qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_match("doc_id", doc_id)]))
+        )
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.shard.update(qe.UpdateOperation.set_payload([point_id], payload))
@@ -149,7 +154,7 @@ class EdgeStore:
     def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
         if self._shard is None:
             return []
-        must = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
+        must: list[Any] = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
         return self._scroll(qe.Filter(must=must))
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
@@ -165,7 +170,10 @@ class EdgeStore:
 
     def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
         request = qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(vector, using=DENSE), filter=_edge_filter(flt), with_payload=True
+            limit=limit,
+            query=qe.Query.Nearest(vector, using=DENSE),
+            filter=_edge_filter(flt),
+            with_payload=True,
         )
         hits = self._hits(self.shard.query(request))
         for h in hits:
@@ -185,13 +193,21 @@ class EdgeStore:
         self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
     ) -> list[Hit]:
         edge_filter = _edge_filter(flt)
-        prefetches = [qe.Prefetch(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=edge_filter)]
+        prefetches = [
+            qe.Prefetch(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=edge_filter)
+        ]
         if sparse.indices:
             prefetches.append(
-                qe.Prefetch(limit=limit, query=qe.Query.Nearest(_sparse(sparse), using=SPARSE), filter=edge_filter)
+                qe.Prefetch(
+                    limit=limit, query=qe.Query.Nearest(_sparse(sparse), using=SPARSE), filter=edge_filter
+                )
             )
         request = qe.QueryRequest(
-            limit=limit, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), with_payload=True, with_vector=[DENSE]
+            limit=limit,
+            prefetches=prefetches,
+            query=_RRF,
+            with_payload=True,
+            with_vector=[DENSE],
         )
         points = self.shard.query(request)
         hits = self._hits(points)

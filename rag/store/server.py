@@ -41,7 +41,9 @@ def _server_filter(flt: SearchFilter | None, kind: str | None = KIND_CHUNK) -> m
         must.append(models.Filter(should=[_match("source", prefix), _match("dirs", prefix)]))
     if flt and flt.file_types:
         must.append(
-            models.FieldCondition(key="file_type", match=models.MatchAny(any=[t.lower() for t in flt.file_types]))
+            models.FieldCondition(
+                key="file_type", match=models.MatchAny(any=[t.lower() for t in flt.file_types])
+            )
         )
     return models.Filter(must=must) if must else None
 
@@ -123,7 +125,7 @@ class ServerStore:
     def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
         if not self._exists:
             return []
-        must = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
+        must: list[Any] = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
         return self._scroll(models.Filter(must=must))
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
@@ -139,7 +141,12 @@ class ServerStore:
 
     def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
         result = self.client.query_points(
-            self.name, query=vector, using=DENSE, query_filter=_server_filter(flt), limit=limit, with_payload=True
+            self.name,
+            query=vector,
+            using=DENSE,
+            query_filter=_server_filter(flt),
+            limit=limit,
+            with_payload=True,
         )
         hits = self._hits(result.points)
         for h in hits:
@@ -163,7 +170,9 @@ class ServerStore:
         server_filter = _server_filter(flt)
         prefetch = [models.Prefetch(query=dense, using=DENSE, limit=limit, filter=server_filter)]
         if sparse.indices:
-            prefetch.append(models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=limit, filter=server_filter))
+            prefetch.append(
+                models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=limit, filter=server_filter)
+            )
         result = self.client.query_points(
             self.name,
             prefetch=prefetch,

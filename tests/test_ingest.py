@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ingest.job
+from ingest.job import IngestJob, IngestSummary
+from rag.config import Settings
+from rag.embedder import Embedder
+from rag.store import open_store
+from tests.conftest import RAG_BIN, cli_env
+from tests.docs_factory import make_corpus, write_pdf
+
+
+def run_ingest(settings: Settings, embedder: Embedder, root: Path) -> IngestSummary:
+    store = open_store(settings)
+    try:
+        return IngestJob(settings, store, embedder).run(root, progress=False)
+    finally:
+        store.close()
+
+
+def snapshot(settings: Settings) -> dict[str, Any]:
+    """Everything a search can see: document records and every chunk, keyed by source."""
+    store = open_store(settings)
+    try:
+        docs = {r["source"]: (r["content_hash"], r["chunks"]) for r in store.document_records()}
+        chunks = sorted(
+            (c["source"], c["chunk_index"], c["content_hash"], c["text"])
+            for r in store.document_records()
+            for c in store.chunks_of(r["doc_id"])
+        )
+        total = store.count_chunks()
+    finally:
+        store.close()
+    return {"docs": docs, "chunks": chunks, "total": total}
+
+
+def test_every_format_is_ingested_with_its_payload(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    summary = run_ingest(settings, embedder, root)
+    assert summary.added == 7 and not summary.failed and not summary.skipped
+    store = open_store(settings)
+    try:
+        records = {r["source"]: r for r in store.document_records()}
+        assert set(records) == {
+            "guide.md", "notes.txt", "manual.rst", "care.html", "report.pdf", "memo.docx", "sub/deeper/nested.md"
+        }  # fmt: skip
+        assert records["report.pdf"]["pages"] == 2
+        pdf_chunks = store.chunks_of(records["report.pdf"]["doc_id"])
+        assert sorted(c["page"] for c in pdf_chunks) == [1, 2]
+        html = store.chunks_of(records["care.html"]["doc_id"])
+        assert {c["title"] for c in html} == {"Llama care", "Llama care › Shearing"}
+        assert all("<" not in c["text"] for c in html)
+        nested = store.chunks_of(records["sub/deeper/nested.md"]["doc_id"])[0]
+        assert nested["dirs"] == ["sub", "sub/deeper"] and nested["file_type"] == "md"
+        for key in (
+            "doc_id",
+            "title",
+            "char_start",
+            "char_end",
+            "chunk_index",
+            "content_hash",
+            "ingested_at",
+        ):
+            assert key in nested
+    finally:
+        store.close()
+
+
+def test_rerun_is_idempotent_and_embeds_nothing(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    run_ingest(settings, embedder, root)
+    before = snapshot(settings)
+    again = run_ingest(settings, embedder, root)
+    assert (again.added, again.updated, again.chunks, again.unchanged) == (0, 0, 0, 7)
+    assert "nothing changed" in again.render()
+    os.utime(root / "notes.txt")  # touched but not changed: hashed, still unchanged
+    touched = run_ingest(settings, embedder, root)
+    assert (touched.updated, touched.chunks, touched.unchanged) == (0, 0, 7)
+    assert snapshot(settings) == before
+
+
+def test_changed_file_replaces_chunks_and_removed_file_is_deleted(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    run_ingest(settings, embedder, root)
+    (root / "guide.md").write_text("# Alpaca guide\n\nAlpacas hum when they are curious.\n")
+    (root / "notes.txt").unlink()
+    summary = run_ingest(settings, embedder, root)
+    assert (summary.updated, summary.deleted, summary.unchanged) == (1, 1, 5)
+    state = snapshot(settings)
+    assert "notes.txt" not in state["docs"]
+    guide = [c for c in state["chunks"] if c[0] == "guide.md"]
+    assert len(guide) == 1 and "hum" in guide[0][3]
+    assert state["total"] == len(state["chunks"])  # no orphan or duplicate chunk anywhere
+
+
+def test_bad_inputs_fail_alone_and_lose_nothing(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    run_ingest(settings, embedder, root)
+    before = snapshot(settings)
+    (root / "report.pdf").write_bytes(b"%PDF-1.4 garbage" + bytes(range(256)) * 10)  # a good file goes bad
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (root / "empty.md").write_text("")
+    (root / "latin.txt").write_bytes("Un café à Paris, s'il vous plaît.".encode("latin-1"))
+    (root / "image.png").write_bytes(b"\x89PNG\r\n")
+    (root / "loop_a.txt").symlink_to(root / "loop_b.txt")
+    (root / "loop_b.txt").symlink_to(root / "loop_a.txt")
+    (root / "sub" / "back").symlink_to(root, target_is_directory=True)
+    summary = run_ingest(settings, embedder, root)
+    failed = dict(summary.failed)
+    assert "PDF" in failed["report.pdf"]
+    assert "binary" in failed["binary.txt"]
+    assert "symlink loop" in failed["loop_a.txt"] and "symlink loop" in failed["loop_b.txt"]
+    assert "symlink loop" in failed["sub/back"]
+    assert dict(summary.skipped) == {"empty.md": "empty file", "image.png": "unsupported file type .png"}
+    assert summary.added == 1  # latin.txt
+    assert all("\n" not in reason for reason in failed.values())
+    after = snapshot(settings)
+    assert after["docs"]["report.pdf"] == before["docs"]["report.pdf"]  # the old good version is kept
+    assert {k: v for k, v in after["docs"].items() if k != "latin.txt"} == before["docs"]
+    latin = [c for c in after["chunks"] if c[0] == "latin.txt"]
+    assert "café à Paris" in latin[0][3]
+
+
+def test_cli_exit_codes_and_unreadable_file(tmp_path: Path) -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="rag-perm-"))  # under /tmp: reachable by the unprivileged user
+    tmp_path.chmod(0o777)
+    root = make_corpus(tmp_path / "corpus")
+    secret = root / "secret.md"
+    secret.write_text("# Secret\n\nnot for you\n")
+    secret.chmod(0o000)
+    data = tmp_path / "data"
+    command = [RAG_BIN, "ingest", str(root), "--no-progress"]
+    if os.geteuid() == 0:  # root reads anything: drop to nobody so the permission check is real
+        for path in (tmp_path, root, *root.rglob("*")):
+            if path != secret:
+                path.chmod(0o777 if path.is_dir() else 0o666)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = cli_env(data) | {"HOME": str(tmp_path)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "FAILED  secret.md: permission denied" in result.stdout
+    assert "added 7" in result.stdout
+    secret.chmod(0o644)
+    if os.geteuid() == 0:
+        shutil.chown(secret, 65534, 65534)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "added 1" in result.stdout
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_streamed_file_is_written_in_parts(
+    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest.job, "PART_CHUNKS", 4)
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "long.txt").write_text(
+        "\n\n".join(f"Paragraph {i}. " + "Words about llamas. " * 30 for i in range(20))
+    )
+    summary = run_ingest(settings, embedder, root)
+    state = snapshot(settings)
+    assert summary.chunks == state["total"] == state["docs"]["long.txt"][1] > 8
+    assert [c[1] for c in state["chunks"]] == list(range(state["total"]))
+
+
+def test_same_results_through_both_backends(
+    tmp_path: Path, settings: Settings, server_settings: Settings, embedder: Embedder
+) -> None:
+    from rag.sparse import bm25_query
+
+    root = make_corpus(tmp_path / "corpus")
+    for s in (settings, server_settings):
+        summary = run_ingest(s, embedder, root)
+        assert summary.added == 7
+    assert snapshot(settings) == snapshot(server_settings)
+    query = "what do alpacas eat?"
+    results = []
+    for s in (settings, server_settings):
+        store = open_store(s)
+        try:
+            dense = store.search_dense(embedder.embed_query(query), 5)
+            sparse = store.search_sparse(bm25_query(query), 5)
+            hybrid = store.search_hybrid(embedder.embed_query(query), bm25_query(query), 5)
+            results.append(
+                [
+                    [(h.payload["source"], round(h.score, 4)) for h in dense],
+                    [h.payload["source"] for h in sparse],
+                    [h.payload["source"] for h in hybrid],
+                ]
+            )
+        finally:
+            store.close()
+    assert results[0] == results[1]
+    assert results[0][0][0][0] == "guide.md"
+
+
+def test_locked_store_gives_one_line_message(tmp_path: Path, settings: Settings, embedder: Embedder) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    run_ingest(settings, embedder, root)
+    holder = open_store(settings)
+    try:
+        env = cli_env(settings.data_dir)
+        result = subprocess.run(
+            [RAG_BIN, "docs", "--collection", "test"], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        holder.close()
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "in use by process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pdf_with_many_pages_records_page_count(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    write_pdf(root / "book.pdf", [f"Chapter {i} is about animal number {i}." for i in range(1, 6)])
+    run_ingest(settings, embedder, root)
+    (record,) = snapshot_records(settings)
+    assert record["pages"] == 5
+
+
+def snapshot_records(settings: Settings) -> list[dict[str, Any]]:
+    store = open_store(settings)
+    try:
+        return store.document_records()
+    finally:
+        store.close()

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from ingest.chunking import Chunker
+from ingest.loaders import LoadError, load_docx, load_html, load_pdf, load_text
+from rag.embedder import Embedder
+from rag.tokens import count_tokens
+from tests.docs_factory import HTML, write_docx, write_pdf
+
+
+def test_markdown_headings_become_titles(tmp_path: Path) -> None:
+    path = tmp_path / "a.md"
+    path.write_text("intro line\n\n# Top\n\nbody one\n\n## Child\n\nbody two\n")
+    sections = list(load_text(path, "markdown"))
+    assert [(s.title, s.text.strip()) for s in sections] == [
+        (None, "intro line"),
+        ("Top", "body one"),
+        ("Child", "body two"),
+    ]
+
+
+def test_rst_underlined_titles(tmp_path: Path) -> None:
+    path = tmp_path / "a.rst"
+    path.write_text("Guide\n=====\n\nfirst\n\nPart\n----\n\nsecond\n")
+    sections = list(load_text(path, "rst"))
+    assert [(s.title, s.text.strip()) for s in sections] == [("Guide", "first"), ("Part", "second")]
+
+
+def test_html_keeps_text_and_headings_drops_chrome(tmp_path: Path) -> None:
+    path = tmp_path / "a.html"
+    path.write_text(HTML)
+    sections = list(load_html(path))
+    text = "\n".join(s.text for s in sections)
+    for junk in ("SCRIPTTEXT", "NAVTEXT", "SIDEBARTEXT", "FOOTERTEXT", "color:red", "<", "¶"):
+        assert junk not in text
+    assert [s.title for s in sections] == ["Llama care", "Llama care › Shearing"]
+    assert sections[0].text == "Llamas need fresh hay every day."
+
+
+def test_pdf_pages_are_physical_and_one_based(tmp_path: Path) -> None:
+    path = tmp_path / "a.pdf"
+    write_pdf(path, ["first page text", "", "third page text"])
+    sections = list(load_pdf(path))
+    assert [(s.page, s.text) for s in sections] == [(1, "first page text"), (3, "third page text")]
+
+
+def test_corrupt_pdf_is_a_load_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pdf"
+    path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 20)
+    with pytest.raises(LoadError, match="PDF"):
+        list(load_pdf(path))
+
+
+def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
+    path = tmp_path / "a.docx"
+    write_docx(path, "Memo", ["first paragraph", "second paragraph"])
+    sections = list(load_docx(path))
+    assert sections[0].title == "Memo"
+    assert "second paragraph" in sections[0].text and "cell one | cell two" in sections[0].text
+
+
+def test_latin1_text_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes("Café crème à la française, naïve façade.\n".encode("latin-1"))
+    (section,) = list(load_text(path))
+    assert "Café crème à la française" in section.text
+
+
+def test_binary_named_txt_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(LoadError, match="binary"):
+        list(load_text(path))
+
+
+def _chunker(embedder: Embedder, size: int = 180) -> Chunker:
+    return Chunker(count_tokens, size, 30, lambda t: embedder.count_tokens(t) <= embedder.max_tokens)
+
+
+def test_chunks_fit_the_embedder_window_and_spans_are_exact(tmp_path: Path, embedder: Embedder) -> None:
+    # Text that tiktoken counts as few tokens but word pieces split finely: the window guard must catch it.
+    odd = " ".join(f"qzx{i}vbn_{i * 7}ffj" for i in range(400))
+    prose = " ".join(f"Sentence number {i} explains a detail about llamas." for i in range(300))
+    text = odd + "\n\n" + prose + "\n\n" + "x" * 5000
+    chunks = list(_chunker(embedder, 220).chunk_text(text, "A title", None))
+    assert len(chunks) > 10
+    for chunk in chunks:
+        assert embedder.count_tokens(chunk.embed_text()) <= embedder.max_tokens
+        assert text[chunk.char_start : chunk.char_end] == chunk.text
+    assert chunks[-1].char_end == len(text)
+
+
+def test_chunks_overlap_and_respect_sentences(embedder: Embedder) -> None:
+    text = " ".join(f"Sentence {i} is here." for i in range(200))
+    chunks = list(_chunker(embedder, 80).chunk_text(text, None, None))
+    assert all(c.text.endswith(".") for c in chunks)
+    assert all(b.char_start < a.char_end for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def test_large_text_file_streams_in_bounded_memory(tmp_path: Path, embedder: Embedder) -> None:
+    path = tmp_path / "big.txt"
+    paragraph = ("All work and no play makes Jack a dull boy. " * 20 + "\n\n").encode()
+    with path.open("wb") as handle:
+        for _ in range(12_000):  # ~11 MB
+            handle.write(paragraph)
+    tracemalloc.start()
+    count = sum(1 for _ in _chunker(embedder).chunk_sections(load_text(path)))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count > 4_000
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {path.stat().st_size / 1e6:.0f} MB file"

@@ -54,9 +54,82 @@ def _docs_table(docs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _ask_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help="your question, in quotes")
+    p.add_argument("--top-k", type=int, help="candidates from hybrid search (default 30)")
+    p.add_argument("--top-n", type=int, help="passages kept after reranking (default 5)")
+    p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder, keep the fused order")
+    p.add_argument("--path", help="only documents under this relative folder or file")
+    p.add_argument(
+        "--type", action="append", default=[], help="only this file type (md, pdf, html...); repeatable"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    import sys
+
+    from rag.answer import Answer, open_pipeline
+    from rag.store import SearchFilter
+
+    pipeline = open_pipeline(settings)
+    flt = SearchFilter(path_prefix=args.path, file_types=args.type)
+    try:
+        options = {"top_k": args.top_k, "top_n": args.top_n, "rerank": not args.no_rerank, "flt": flt}
+        if args.json:
+            print(json.dumps(pipeline.ask(args.question, **options).as_json(), indent=2))
+            return 0
+        answer: Answer | None = None
+        for event in pipeline.stream(args.question, **options):
+            if isinstance(event, Answer):
+                answer = event
+            else:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        assert answer is not None
+        print("\n")
+        print(_sources_text(answer))
+    finally:
+        pipeline.store.close()
+    return 0
+
+
+def _sources_text(answer: Any) -> str:
+    if answer.refused:
+        return "(no source: the documents do not hold an answer to this)"
+    attributed = answer.sources and all(s.cited_by == "similarity" for s in answer.sources)
+    header = (
+        "Sources (the model cited none; matched to the answer by similarity):" if attributed else "Sources:"
+    )
+    lines = [header] if answer.sources else ["(the answer cites no source)"]
+    for s in answer.sources:
+        page = f", page {s.page}" if s.page else ""
+        lines.append(f"  [{s.n}] {s.source}{page}  (score {s.score:.2f})\n      {s.snippet}")
+    if answer.invalid_citations:
+        lines.append(f"  invalid citations removed: {answer.invalid_citations}")
+    return "\n".join(lines)
+
+
+def _ui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=7860)
+
+
+def _ui(args: argparse.Namespace, settings: Settings) -> int:
+    from ui.app import launch
+
+    password = settings.ui_password.get_secret_value() if settings.ui_password else None
+    launch(settings, args.host, args.port, settings.ui_user, password)
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
 
 COMMANDS: dict[str, Command] = {
     "ingest": ("Ingest a folder into the collection (incremental).", _ingest_args, _ingest),
     "docs": ("List the documents of the collection.", _docs_args, _docs),
+    "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
+    "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
 }

@@ -53,7 +53,11 @@ class Settings(BaseSettings):
     top_k: int = 30
     top_n: int = 5
     rerank_model: str | None = None
-    relevance_threshold: float = 0.35
+    rerank_max_length: int = 256
+    rerank_batch_size: int = 32
+    relevance_threshold: float = 0.35  # dense cosine below which a chunk is not an answer (see README)
+    rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
+    history_tokens: int = 600
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
@@ -61,10 +65,13 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )
     llm_model: str | None = None
-    llm_context_tokens: int = 2048
+    llm_context_tokens: int = 4096
     llm_answer_tokens: int = 384
     llm_timeout_s: float = 120.0
     llm_gguf: Path | None = None
+
+    ui_user: str | None = None
+    ui_password: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

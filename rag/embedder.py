@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +41,6 @@ class Embedder:
             raise RagError(f"cannot load embedder {name!r} (offline? not a local folder?): {exc}") from exc
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.max_tokens = int(self.model.max_seq_length or 512)
-        self._lock = threading.Lock()  # one encode at a time: torch already uses every core
         self._word_pieces = _untruncated_tokenizer(self.model.tokenizer)
 
     def count_tokens(self, text: str) -> int:
@@ -54,14 +52,14 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        # No lock: inference forwards are thread-safe, and a chat query must not wait for an ingestion batch.
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> list[float]:

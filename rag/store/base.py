@@ -46,7 +46,15 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]
-    dense_score: float | None = None
+    dense_score: float | None = None  # cosine similarity with the query: a relevance, unlike RRF's rank score
+    rerank_score: float | None = None  # the cross-encoder's relevance, when it ran
+
+    @property
+    def relevance(self) -> float:
+        """The score that means relevance: the cross-encoder's, else the dense cosine."""
+        if self.rerank_score is not None:
+            return self.rerank_score
+        return self.dense_score if self.dense_score is not None else 0.0
 
 
 @dataclass

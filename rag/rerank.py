@@ -1,0 +1,86 @@
+"""Second stage: a sentence-transformers CrossEncoder rescoring (query, chunk) pairs.
+
+No cross-encoder ships offline, so the reranker is often off. It then says why, once, and the pipeline keeps the
+fused order; it never pretends to rerank.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from rag.store import Hit
+
+log = logging.getLogger("rag.rerank")
+
+NO_MODEL = (
+    "reranking is off: no cross-encoder is configured (none can be installed offline; set RAG_RERANK_MODEL to a "
+    "Hugging Face name such as cross-encoder/ms-marco-MiniLM-L-6-v2 or to a local folder)"
+)
+
+
+@dataclass
+class RerankStatus:
+    active: bool
+    model: str | None
+    reason: str | None
+
+    def describe(self) -> str:
+        return f"cross-encoder {self.model}" if self.active else (self.reason or "off")
+
+
+class Reranker:
+    def __init__(self, model: Any, name: str, max_length: int, batch_size: int) -> None:
+        self.model = model
+        self.name = name
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def rerank(self, query: str, hits: list[Hit], top_n: int) -> tuple[list[Hit], float]:
+        """Hits sorted by cross-encoder score (0-1 relevance), best top_n; and the time it took in ms."""
+        if not hits:
+            return [], 0.0
+        started = time.perf_counter()
+        pairs = [(query, _passage(h)) for h in hits]
+        with self._lock:
+            scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        for hit, score in zip(hits, scores, strict=True):
+            hit.rerank_score = float(score)
+        ranked = sorted(hits, key=lambda h: h.rerank_score or 0.0, reverse=True)[:top_n]
+        return ranked, (time.perf_counter() - started) * 1000
+
+
+def _passage(hit: Hit) -> str:
+    title = hit.payload.get("title")
+    text = str(hit.payload.get("text", ""))
+    return f"{title}\n{text}" if title else text
+
+
+def load_reranker(
+    name: str | None, max_length: int = 256, batch_size: int = 32
+) -> tuple[Reranker | None, RerankStatus]:
+    """The configured CrossEncoder, or None with the reason it is off (logged once per process)."""
+    return _load(name or "", max_length, batch_size)
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, max_length: int, batch_size: int) -> tuple[Reranker | None, RerankStatus]:
+    if not name:
+        log.warning(NO_MODEL)
+        return None, RerankStatus(False, None, NO_MODEL)
+    try:
+        from sentence_transformers import CrossEncoder
+
+        path = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+        model = CrossEncoder(path, max_length=max_length, device="cpu")
+    except Exception as exc:  # offline hub lookups raise several error types
+        reason = f"reranking is off: cannot load cross-encoder {name!r}: {str(exc).splitlines()[0][:200]}"
+        log.warning(reason)
+        return None, RerankStatus(False, name, reason)
+    return Reranker(model, name, max_length, batch_size), RerankStatus(True, name, None)

@@ -1,0 +1,260 @@
+"""`rag ui`: the Gradio chat app. Chat with cited, streamed answers; manage documents; see what is running."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from rag.answer import Answer, Source, Turn
+from rag.config import Settings
+from rag.errors import RagError
+from ui.service import RagService
+
+log = logging.getLogger("rag.ui")
+
+CSS = """
+.sources details { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 4px 8px; margin: 4px 0; }
+.sources summary { cursor: pointer; font-weight: 600; }
+.sources .snippet { white-space: pre-wrap; font-size: 0.9em; opacity: 0.85; margin-top: 4px; }
+.refused { color: var(--body-text-color-subdued); font-style: italic; }
+"""
+
+ChatHistory = list[dict[str, Any]]
+_PROGRESS = gr.Progress()  # Gradio injects a live tracker for a parameter whose default is a Progress
+
+
+def render_sources(answer: Answer) -> str:
+    """The numbered passages the answer was drawn from, matching its [n]; cited ones first and marked."""
+    if answer.refused:
+        return (
+            "<div class='refused'>No source: the documents do not contain an answer to this question.</div>"
+        )
+    cited = {s.n: s.cited_by for s in answer.sources}
+    ordered = [s for s in answer.context if s.n in cited] + [s for s in answer.context if s.n not in cited]
+    items = [_source_item(s, cited.get(s.n)) for s in ordered]
+    notes = []
+    if not cited:
+        notes.append("<p class='refused'>The answer cites none of these passages.</p>")
+    elif all(s.cited_by == "similarity" for s in answer.sources):
+        notes.append(
+            "<p class='refused'>The model wrote no [n]; ≈ marks the passages most similar to its answer.</p>"
+        )
+    if answer.invalid_citations:
+        notes.append(
+            f"<p class='refused'>Citations to passages that do not exist: {answer.invalid_citations}</p>"
+        )
+    return "<div class='sources'>" + "".join(notes + items) + "</div>"
+
+
+def _source_item(s: Source, cited_by: str | None) -> str:
+    page = f", page {s.page}" if s.page else ""
+    title = f" — {html.escape(s.title)}" if s.title else ""
+    mark = {"model": " ✓ cited", "similarity": " ≈ matches the answer"}.get(cited_by or "", "")
+    return (
+        f"<details class='source'><summary>[{s.n}] {html.escape(s.source)}{page}{title} · score {s.score:.2f}{mark}"
+        f"</summary><div class='snippet'>{html.escape(s.text)}</div></details>"
+    )
+
+
+def _turns(history: ChatHistory) -> list[Turn]:
+    return [Turn(m["role"], _plain(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
+
+
+def _plain(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
+        )
+    return str(content)
+
+
+class ChatApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = RagService(settings)
+
+    # ------------------------------------------------------------------ chat
+
+    def respond(
+        self, message: str, history: ChatHistory, collection: str, top_k: int, rerank: bool
+    ) -> Iterator[tuple[ChatHistory, str, str]]:
+        """Stream the answer into the chat; the sources panel follows when it is done."""
+        message = (message or "").strip()
+        if not message:
+            yield history, "", ""
+            return
+        prior = _turns(history)
+        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        yield history, "", "<div class='refused'>Searching the documents…</div>"
+        try:
+            pipeline = self.service.pipeline(collection)
+            text = ""
+            for event in pipeline.stream(message, prior, top_k=int(top_k), rerank=bool(rerank)):
+                if isinstance(event, Answer):
+                    history[-1]["content"] = _final_text(event)
+                    yield history, "", render_sources(event)
+                else:
+                    text += event.text
+                    history[-1]["content"] = text
+                    yield history, "", ""
+        except RagError as exc:
+            history[-1]["content"] = f"⚠️ {exc}"
+            yield history, "", f"<div class='refused'>⚠️ {html.escape(str(exc))}</div>"
+
+    def chat_api(
+        self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True
+    ) -> dict[str, Any]:
+        """`/chat` for gradio_client: one question in, the answer and its sources out."""
+        pipeline = self.service.pipeline(collection or self.settings.collection)
+        try:
+            answer = pipeline.ask(message, top_k=top_k or None, rerank=rerank)
+        except RagError as exc:
+            raise gr.Error(str(exc)) from None
+        return answer.as_json()
+
+    # ------------------------------------------------------------------ documents
+
+    def upload(
+        self, files: list[str] | None, collection: str, progress: gr.Progress = _PROGRESS
+    ) -> tuple[str, list[list[Any]], Any]:
+        if not files:
+            return "Choose files (or a zip) first.", self._doc_rows(collection), gr.update()
+        try:
+            saved = self.service.save_uploads(collection, list(files))
+            lines = [f"rejected {name}: {why}" for name, why in saved.rejected]
+            progress(0.0, desc="Ingesting")
+            summary = self.service.ingest_uploads(
+                collection,
+                on_file=lambda done, total: progress(done / total, desc=f"Ingesting {done}/{total}"),
+            )
+            lines.insert(0, summary.render())
+            message = "\n".join(lines)
+        except RagError as exc:
+            message = f"⚠️ {exc}"
+        rows = self._doc_rows(collection)
+        return message, rows, gr.update(choices=self._doc_choices(collection), value=None)
+
+    def delete(self, doc_id: str | None, collection: str) -> tuple[str, list[list[Any]], Any]:
+        if not doc_id:
+            return "Pick a document to delete.", self._doc_rows(collection), gr.update()
+        try:
+            source = self.service.delete_document(collection, doc_id)
+            message = f"Deleted {source}."
+        except RagError as exc:
+            message = f"⚠️ {exc}"
+        return (
+            message,
+            self._doc_rows(collection),
+            gr.update(choices=self._doc_choices(collection), value=None),
+        )
+
+    def refresh(self, collection: str) -> tuple[str, list[list[Any]], Any, str]:
+        try:
+            rows = self._doc_rows(collection)
+            return (
+                f"{len(rows)} documents.",
+                rows,
+                gr.update(choices=self._doc_choices(collection), value=None),
+                self._status_md(collection),
+            )
+        except RagError as exc:
+            return f"⚠️ {exc}", [], gr.update(choices=[], value=None), self._status_md(collection)
+
+    def _doc_rows(self, collection: str) -> list[list[Any]]:
+        try:
+            docs = self.service.documents(collection)
+        except RagError:
+            return []
+        return [
+            [d.get("source"), d.get("file_type"), d.get("chunks"), d.get("pages") or "", d.get("ingested_at")]
+            for d in docs
+        ]
+
+    def _doc_choices(self, collection: str) -> list[tuple[str, str]]:
+        try:
+            return [(str(d.get("source")), str(d.get("doc_id"))) for d in self.service.documents(collection)]
+        except RagError:
+            return []
+
+    def _status_md(self, collection: str) -> str:
+        status = self.service.status(collection)
+        return "\n".join(f"- **{k}**: {v}" for k, v in status.items())
+
+    # ------------------------------------------------------------------ layout
+
+    def build(self) -> gr.Blocks:
+        with gr.Blocks(title="Ask your documents") as demo:
+            gr.Markdown(
+                "## Ask your documents\nAnswers come only from your documents, with numbered sources."
+            )
+            with gr.Tab("Chat"), gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot")
+                    with gr.Row():
+                        box = gr.Textbox(
+                            placeholder="Ask a question about your documents…",
+                            show_label=False,
+                            scale=5,
+                            elem_id="question",
+                        )
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                    new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Sources")
+                    sources = gr.HTML(elem_id="sources")
+            with gr.Tab("Documents"):
+                doc_message = gr.Textbox(label="Status", interactive=False, lines=4)
+                uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
+                ingest_button = gr.Button("Ingest uploads", variant="primary")
+                docs_table = gr.Dataframe(
+                    headers=["source", "type", "chunks", "pages", "ingested"], interactive=False, wrap=True
+                )
+                with gr.Row():
+                    doc_pick = gr.Dropdown(label="Document", choices=[], scale=3)
+                    delete_button = gr.Button("Delete document", variant="stop", scale=1)
+                    refresh_button = gr.Button("Refresh", scale=1)
+            with gr.Tab("Settings"):
+                collection = gr.Textbox(label="Collection", value=self.settings.collection)
+                top_k = gr.Slider(5, 100, value=self.settings.top_k, step=1, label="Candidates (top-k)")
+                rerank = gr.Checkbox(
+                    value=True, label="Rerank with the cross-encoder (when one is configured)"
+                )
+                status = gr.Markdown(self._status_md(self.settings.collection))
+
+            chat_inputs = [box, chatbot, collection, top_k, rerank]
+            chat_outputs = [chatbot, box, sources]
+            box.submit(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)
+            send.click(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)
+            new_chat.click(lambda: ([], "", ""), None, chat_outputs, api_visibility="private")
+            doc_outputs = [doc_message, docs_table, doc_pick]
+            ingest_button.click(
+                self.upload, [uploads, collection], doc_outputs, api_name="upload", concurrency_limit=1
+            )
+            delete_button.click(self.delete, [doc_pick, collection], doc_outputs, api_name="delete")
+            refresh_button.click(self.refresh, [collection], [*doc_outputs, status], api_name="documents")
+            collection.change(self.refresh, [collection], [*doc_outputs, status], api_visibility="private")
+            demo.load(self.refresh, [collection], [*doc_outputs, status], api_visibility="private")
+            gr.api(self.chat_api, api_name="chat", concurrency_limit=8)
+        return demo
+
+
+def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
+    app = ChatApp(settings)
+    demo = app.build()
+    auth = (user, password) if user and password else None
+    try:
+        demo.queue(default_concurrency_limit=4).launch(
+            server_name=host, server_port=port, auth=auth, css=CSS, show_error=False, footer_links=["api"]
+        )
+    finally:
+        app.service.close()
+
+
+def _final_text(answer: Answer) -> str:
+    return answer.answer if not answer.refused else f"_{answer.answer}_"

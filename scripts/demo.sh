@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: set up .venv, ingest a sample corpus (the Debian FAQ, fetched from
+# Debian's package), list it, ask it a question, then open the chat UI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+export HF_HUB_OFFLINE=1
+export RAG_DATA_DIR="${RAG_DATA_DIR:-$PWD/.rag}"
+export RAG_COLLECTION="${RAG_COLLECTION:-debian-faq}"
+corpus=$(.venv/bin/python -m evals.fetch_corpora debian-faq | tail -n1 | sed "s/^debian-faq: //")
+.venv/bin/rag ingest "$corpus" || [ $? -eq 1 ]  # 1: some files failed, the rest is in; the summary says which
+.venv/bin/rag docs
+.venv/bin/rag ask "What is the latest stable release of Debian?"
+if [ "${DEMO_NO_UI:-0}" != "1" ] && .venv/bin/rag ui --help >/dev/null 2>&1; then
+  exec .venv/bin/rag ui
+fi

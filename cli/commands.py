@@ -15,11 +15,15 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("folder", type=Path, help="folder of documents (md, txt, rst, html, pdf, docx)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument(
+        "--exclude", action="append", default=[], help="glob on relative paths to leave out; repeatable"
+    )
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.job import ingest_folder
 
+    settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
     summary = ingest_folder(settings, args.folder, progress=False if args.no_progress else None)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     return 1 if summary.failed else 0
@@ -125,6 +129,41 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qa", type=Path, required=True, help="QA file: one JSON object a line")
+    p.add_argument("--docs", type=Path, help="ingest this folder into the collection first")
+    p.add_argument("--exclude", action="append", default=[], help="with --docs: glob of paths to leave out")
+    p.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
+    p.add_argument("--no-llm", action="store_true", help="retrieval metrics only")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge (off by default)")
+    p.add_argument("--judge-model", help="the judge's model name")
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from evals.judge import Judge
+    from evals.qa import QAFormatError
+    from evals.run import EvalOptions, run_eval
+    from rag.errors import RagError
+
+    judge = (
+        Judge(args.judge_url, args.judge_model, os.environ.get("RAG_JUDGE_API_KEY"))
+        if args.judge_url
+        else None
+    )
+    settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
+    options = EvalOptions(args.qa, args.out, args.docs, None, args.no_llm, args.limit, judge)
+    try:
+        summary = run_eval(settings, options)
+    except QAFormatError as exc:
+        raise RagError(str(exc)) from None
+    print(json.dumps(summary["retrieval"], indent=2))
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
 
 COMMANDS: dict[str, Command] = {
@@ -132,4 +171,5 @@ COMMANDS: dict[str, Command] = {
     "docs": ("List the documents of the collection.", _docs_args, _docs),
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
     "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
+    "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),
 }

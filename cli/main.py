@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.config:
         os.environ["RAG_CONFIG"] = str(args.config)
+    # SIGTERM exits through Python, so atexit hooks (the embedded LLM server's stop) run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     handler: Handler = args.handler
     try:
         settings = load_settings(data_dir=args.data_dir, collection=args.collection)

@@ -7,6 +7,7 @@ state or a document without a record, which the next run redoes from scratch.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import queue
@@ -140,7 +141,7 @@ class IngestJob:
         summary = IngestSummary()
         root_key = str(root)
         records = {r["source"]: r for r in self.store.document_records(root_key)}
-        found = scan(root)
+        found = [f for f in scan(root) if not _excluded(f.source, self.settings.ingest_exclude)]
         work = self._plan(root_key, found, records, summary)
         self._delete_removed(found, records, summary)
         self._process(work, summary, progress, on_file)
@@ -389,6 +390,11 @@ class _Writer:
             "content_hash": doc.content_hash,
             "ingested_at": self.now,
         }
+
+
+def _excluded(source: str, patterns: list[str]) -> bool:
+    """Glob patterns on the relative path; an excluded file that was ingested before is deleted like a removed one."""
+    return any(fnmatch.fnmatch(source, pattern) for pattern in patterns)
 
 
 def ingest_folder(

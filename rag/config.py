@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
     chunk_overlap: int = 30
     tokenizer_encoding: str = "cl100k_base"
-    max_file_mb: float = 64.0  # non-text formats are parsed whole; larger ones are refused
+    max_file_mb: float = 64.0
+    ingest_exclude: list[str] = Field(default_factory=list)  # glob patterns on paths relative to the root  # non-text formats are parsed whole; larger ones are refused
 
     # Chat pipeline (later issues read these).
     top_k: int = 30

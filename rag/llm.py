@@ -10,6 +10,7 @@ import atexit
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +103,16 @@ class EmbeddedServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when its parent dies, even by kill -9, so it is never orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass

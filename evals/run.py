@@ -1,0 +1,307 @@
+"""`rag eval`: retrieval metrics for dense, hybrid and hybrid + rerank in one run, then answer metrics.
+
+Writes results.jsonl (one row per question and configuration), summary.json, report.md and two plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals import metrics
+from evals.judge import Judge
+from evals.qa import QAItem, load_qa
+from rag.answer import Answer, ChatPipeline, open_pipeline
+from rag.config import Settings
+from rag.retrieval import Mode
+from rag.store import Hit
+
+KS = (1, 5, 10)
+SNIPPET = 300
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    mode: Mode
+    rerank: bool
+
+
+CONFIGS = (
+    Config("dense", Mode.DENSE, False),
+    Config("hybrid", Mode.HYBRID, False),
+    Config("hybrid+rerank", Mode.HYBRID, True),
+)
+
+
+@dataclass
+class EvalOptions:
+    qa: Path
+    out: Path
+    docs: Path | None = None
+    collection: str | None = None
+    no_llm: bool = False
+    limit: int | None = None
+    judge: Judge | None = None
+
+
+def _hit_row(rank: int, hit: Hit) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "source": hit.payload.get("source"),
+        "page": hit.payload.get("page"),
+        "score": round(hit.score, 5),
+        "dense_score": None if hit.dense_score is None else round(hit.dense_score, 5),
+        "rerank_score": None if hit.rerank_score is None else round(hit.rerank_score, 5),
+        "text": str(hit.payload.get("text", ""))[:SNIPPET],
+    }
+
+
+def _pairs(hits: list[Hit]) -> list[tuple[str, int | None]]:
+    return [(str(h.payload.get("source")), h.payload.get("page")) for h in hits]
+
+
+def retrieval_scores(item: QAItem, hits: list[Hit]) -> dict[str, float]:
+    """Document-level metrics, and page-level ones where the gold names pages."""
+    scores: dict[str, float] = {}
+    docs = metrics.doc_keys(_pairs(hits))
+    for k in KS:
+        scores[f"doc_recall@{k}"] = metrics.recall_at_k(docs, item.gold_docs(), k)
+    scores["doc_mrr@10"] = metrics.mrr_at_k(docs, item.gold_docs(), 10)
+    scores["doc_ndcg@10"] = metrics.ndcg_at_k(docs, item.gold_docs(), 10)
+    gold_pages = {p for p in item.gold_pages() if p[1] is not None}
+    if gold_pages:
+        pages = metrics.page_keys(_pairs(hits))
+        for k in KS:
+            scores[f"page_recall@{k}"] = metrics.recall_at_k(pages, gold_pages, k)
+        scores["page_mrr@10"] = metrics.mrr_at_k(pages, gold_pages, 10)
+        scores["page_ndcg@10"] = metrics.ndcg_at_k(pages, gold_pages, 10)
+    return scores
+
+
+class Evaluator:
+    def __init__(self, settings: Settings, pipeline: ChatPipeline, options: EvalOptions) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.options = options
+        self.configs = [c for c in CONFIGS if not c.rerank or pipeline.reranker is not None]
+
+    def run(self, items: list[QAItem]) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        rows: list[dict[str, Any]] = []
+        answers: list[dict[str, Any]] = []
+        relevance: list[tuple[bool, float]] = []
+        self.options.out.mkdir(parents=True, exist_ok=True)
+        with (self.options.out / "results.jsonl").open("w") as out:
+            for item in tqdm(items, desc="questions", unit="q"):
+                for config in self.configs:
+                    row = self._retrieval_row(item, config)
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+                relevance.append((item.answerable, self._top_relevance(rows[-1])))
+                if not self.options.no_llm:
+                    answer_row = self._answer_row(item)
+                    answers.append(answer_row)
+                    out.write(json.dumps(answer_row) + "\n")
+        return self._summary(items, rows, answers, relevance)
+
+    def _retrieval_row(self, item: QAItem, config: Config) -> dict[str, Any]:
+        top_k = self.settings.top_k
+        candidates, ranked, timings = self.pipeline.retrieve_ranked(
+            item.question, top_k, top_k, config.mode, config.rerank
+        )
+        final = ranked if config.rerank else candidates
+        return {
+            "id": item.id,
+            "question": item.question,
+            "reference": item.answer,
+            "answerable": item.answerable,
+            "gold": [str(g) for g in item.sources],
+            "config": config.name,
+            "retrieved_before_rerank": [_hit_row(i + 1, h) for i, h in enumerate(candidates)],
+            "retrieved": [_hit_row(i + 1, h) for i, h in enumerate(final)],
+            "metrics": retrieval_scores(item, final) if item.gold_docs() else {},
+            "timings": {k: round(v, 2) for k, v in timings.items()},
+        }
+
+    def _top_relevance(self, row: dict[str, Any]) -> float:
+        """The score the refusal threshold reads: the best relevance among the top-n passages."""
+        top = row["retrieved"][: self.settings.top_n]
+        key = "rerank_score" if row["config"].endswith("rerank") else "dense_score"
+        return max((h[key] for h in top if h[key] is not None), default=0.0)
+
+    def _answer_row(self, item: QAItem) -> dict[str, Any]:
+        answer = self.pipeline.ask(item.question)
+        row: dict[str, Any] = {
+            "id": item.id,
+            "question": item.question,
+            "reference": item.answer,
+            "answerable": item.answerable,
+            "config": "answer",
+            **answer.as_json(),
+            "context": [
+                {"n": c.n, "source": c.source, "page": c.page, "text": c.text[:SNIPPET]}
+                for c in answer.context
+            ],
+            "scores": self._answer_scores(item, answer),
+        }
+        if self.options.judge is not None and not answer.refused:
+            row["judge"] = self.options.judge.score(
+                item.question, answer.answer, [c.text for c in answer.context]
+            )
+        return row
+
+    def _answer_scores(self, item: QAItem, answer: Answer) -> dict[str, Any]:
+        scores: dict[str, Any] = {"citations_valid": not answer.invalid_citations}
+        scores["model_cited"] = any(s.cited_by == "model" for s in answer.sources)
+        if answer.refused:
+            return scores
+        scores["groundedness"] = metrics.groundedness(answer.answer, {c.n: c.text for c in answer.context})
+        if item.answer:
+            scores["token_f1"] = metrics.token_f1(answer.answer, item.answer)
+            scores["rouge_l"] = metrics.rouge_l(answer.answer, item.answer)
+            vectors = self.pipeline.retriever.embedder.embed([answer.answer, item.answer])
+            scores["semantic_similarity"] = float(np.dot(vectors[0], vectors[1]))
+        return scores
+
+    # ------------------------------------------------------------------ summary
+
+    def _summary(
+        self,
+        items: list[QAItem],
+        rows: list[dict[str, Any]],
+        answers: list[dict[str, Any]],
+        relevance: list[tuple[bool, float]],
+    ) -> dict[str, Any]:
+        retrieval: dict[str, dict[str, Any]] = {}
+        for config in self.configs:
+            scored = [r for r in rows if r["config"] == config.name and r["metrics"]]
+            keys = sorted({k for r in scored for k in r["metrics"]})
+            retrieval[config.name] = {
+                k: _mean([r["metrics"][k] for r in scored if k in r["metrics"]]) for k in keys
+            }
+            retrieval[config.name]["questions"] = len(scored)
+            latency = [
+                r["timings"]["embed_ms"] + r["timings"]["search_ms"] + r["timings"]["rerank_ms"]
+                for r in scored
+            ]
+            retrieval[config.name]["latency_ms"] = metrics.summarize(latency)
+        summary: dict[str, Any] = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "qa": str(self.options.qa),
+            "questions": len(items),
+            "collection": self.pipeline.store.description,
+            "configs": [c.name for c in self.configs],
+            "reranker": self.pipeline.rerank_status.describe(),
+            "retrieval": retrieval,
+            "threshold": calibrate(
+                relevance,
+                self.settings.relevance_threshold
+                if self.pipeline.reranker is None
+                else self.settings.rerank_threshold,
+            ),
+            "answers": _answer_summary(answers) if answers else "skipped (--no-llm)",
+            "llm": answers[0]["llm"] if answers else None,
+            "judge": "ran" if self.options.judge else "off (set --judge-url to run it)",
+        }
+        if self.options.judge and answers:
+            summary["judge_scores"] = _judge_summary(answers)
+        return summary
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _answer_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    def scores(key: str) -> list[float]:
+        return [a["scores"][key] for a in answers if a["scores"].get(key) is not None]
+
+    answered = [a for a in answers if not a["refused"]]
+    return {
+        "questions": len(answers),
+        "token_f1": _mean(scores("token_f1")),
+        "rouge_l": _mean(scores("rouge_l")),
+        "semantic_similarity": _mean(scores("semantic_similarity")),
+        "groundedness": _mean(scores("groundedness")),
+        "citation_validity": _mean([float(a["scores"]["citations_valid"]) for a in answered]),
+        "model_cited_share": _mean([float(a["scores"]["model_cited"]) for a in answered]),
+        "refusal": metrics.refusal_metrics((a["answerable"], a["refused"]) for a in answers),
+        "latency_ms": {
+            stage: metrics.summarize([a["timings"][stage] for a in answers if stage in a["timings"]])
+            for stage in ("retrieve_ms", "rerank_ms", "first_token_ms", "total_ms")
+        },
+    }
+
+
+def _judge_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    judged = [a["judge"] for a in answers if "judge" in a]
+    return {
+        "faithfulness": _mean([j["faithfulness"] for j in judged if j.get("faithfulness") is not None]),
+        "answer_relevance": _mean(
+            [j["answer_relevance"] for j in judged if j.get("answer_relevance") is not None]
+        ),
+        "judged": len(judged),
+    }
+
+
+def calibrate(relevance: list[tuple[bool, float]], current: float) -> dict[str, Any]:
+    """The refusal threshold that best separates answerable from unanswerable questions (balanced accuracy).
+
+    For each candidate threshold t: an answerable question is answered when its best top-n relevance >= t, an
+    unanswerable one refused when it is < t. Balanced accuracy averages the two rates, so a set with few
+    unanswerable questions does not push the threshold to zero.
+    """
+    answerable = [s for a, s in relevance if a]
+    unanswerable = [s for a, s in relevance if not a]
+    if not answerable or not unanswerable:
+        return {"current": current, "note": "needs answerable and unanswerable questions"}
+
+    def rates(t: float) -> tuple[float, float]:
+        return sum(s >= t for s in answerable) / len(answerable), sum(s < t for s in unanswerable) / len(
+            unanswerable
+        )
+
+    candidates = sorted({round(s, 3) for s in answerable + unanswerable})
+    best = max(candidates, key=lambda t: sum(rates(t)))
+    keep, refuse = rates(current)
+    best_keep, best_refuse = rates(best)
+    return {
+        "current": current,
+        "current_answered_rate": round(keep, 3),
+        "current_refusal_accuracy": round(refuse, 3),
+        "best": best,
+        "best_answered_rate": round(best_keep, 3),
+        "best_refusal_accuracy": round(best_refuse, 3),
+    }
+
+
+def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
+    items = load_qa(options.qa)[: options.limit] if options.limit else load_qa(options.qa)
+    if options.collection:
+        settings = settings.model_copy(update={"collection": options.collection})
+    started = time.perf_counter()
+    ingest_summary = None
+    if options.docs is not None:
+        from ingest.job import ingest_folder
+
+        ingest_summary = ingest_folder(settings, options.docs).as_dict()
+    pipeline = open_pipeline(settings, with_llm=not options.no_llm)
+    try:
+        summary = Evaluator(settings, pipeline, options).run(items)
+    finally:
+        pipeline.store.close()
+    summary["ingestion"] = ingest_summary
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    (options.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    from evals.report import write_report
+
+    write_report(options.out, summary)
+    return summary

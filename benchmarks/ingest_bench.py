@@ -35,6 +35,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _log_progress(done: int, total: int) -> None:
+    if done % 50 == 0 or done == total:
+        print(f"  {done}/{total} files", file=sys.stderr, flush=True)
+
+
 def _html_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.html") if p.is_file())
 
@@ -53,7 +58,7 @@ def stage_ours(corpus: Path, data: Path) -> dict[str, Any]:
     started = time.perf_counter()
     get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)  # cached for ingest
     load_s = time.perf_counter() - started
-    summary = ingest_folder(settings, corpus, progress=False)
+    summary = ingest_folder(settings, corpus, progress=False, on_file=_log_progress)
     return {
         "wall_s": time.perf_counter() - started,
         "load_s": load_s,
@@ -170,7 +175,10 @@ def _run_stage(name: str, corpus: Path, data: Path, scratch: Path) -> dict[str, 
     cmd += ["--corpus", str(corpus), "--data", str(data), "--result", str(result)]
     print(f"running {name} ...", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    return dict(json.loads(result.read_text()))
+    data = dict(json.loads(result.read_text()))
+    brief = {k: v for k, v in data.items() if k != "summary"}
+    print(f"  {name}: {json.dumps(brief)}", file=sys.stderr, flush=True)  # partial results survive a kill
+    return data
 
 
 def _copy_corpus(root: Path, dest: Path, limit: int | None) -> int:

@@ -212,22 +212,23 @@ class IngestJob:
         producer.start()
         writer = _Writer(self, summary)
         done = 0
-        try:
-            while (item := items.get()) is not None:
-                writer.take(item)
-                for _ in range(writer.flush_if_full()):
-                    done += 1
-                    bar.update(1)
-                    bar.set_postfix(chunks=summary.chunks)
-                    if on_file:
-                        on_file(done, len(work))
-            for _ in range(writer.flush()):
+
+        def finished(count: int) -> None:
+            nonlocal done
+            for _ in range(count):
                 done += 1
                 bar.update(1)
                 if on_file:
                     on_file(done, len(work))
+            bar.set_postfix(chunks=summary.chunks)
+
+        try:
+            while (item := items.get()) is not None:
+                writer.take(item)
+                finished(writer.flush_if_full())
+            finished(writer.flush())
         finally:
-            stop.set()
+            stop.set()  # a failed write must not leave the parser thread blocked on a full queue
             bar.close()
 
     def _produce(
@@ -235,12 +236,11 @@ class IngestJob:
     ) -> None:
         try:
             for doc in work:
-                if stop.is_set():
-                    return
                 for item in self._parts(doc):
-                    items.put(item)
+                    if not _put(items, item, stop):
+                        return
         finally:
-            items.put(None)
+            _put(items, None, stop)
 
     def _parts(self, doc: _Doc) -> Iterator[_Part | _Failed]:
         path = doc.found.path
@@ -273,6 +273,19 @@ class IngestJob:
             yield _Failed(
                 doc, f"cannot parse: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
+
+
+def _put(
+    items: queue.Queue[_Part | _Failed | None], item: _Part | _Failed | None, stop: threading.Event
+) -> bool:
+    """Put unless the consumer has stopped; False then."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class _Writer:

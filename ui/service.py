@@ -14,7 +14,7 @@ from ingest.job import IngestJob, IngestSummary
 from ingest.loaders import loader_for
 from rag.answer import ChatPipeline, open_pipeline
 from rag.config import Settings
-from rag.embedder import get_embedder
+from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.rerank import reranker_from_settings
@@ -82,9 +82,7 @@ class RagService:
         if not lock.acquire(blocking=False):
             raise RagError("an ingestion of this collection is already running; wait for it to finish")
         try:
-            embedder = get_embedder(
-                self.settings.embed_model, self.settings.embed_batch_size, self.settings.embed_threads
-            )
+            embedder = embedder_from_settings(self.settings)
             job = IngestJob(self.settings, pipeline.store, embedder)
             return job.run(self.uploads_dir(collection), progress=False, on_file=on_file)
         finally:

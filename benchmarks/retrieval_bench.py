@@ -1,0 +1,147 @@
+"""Retrieval speed and HNSW recall on the embedded store, and the embedded LLM's first-token and total time.
+
+    python -m benchmarks.retrieval_bench [--sizes 10000 100000] [--queries 200] [--llm]
+
+Points are synthetic (random unit vectors, BM25 vectors of random vocabulary text), which is the hard case for
+HNSW recall; latency excludes the query embedding, which is timed separately on real text. Recall@10 compares the
+HNSW dense search with exact search over the same shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import qdrant_edge as qe
+
+import rag  # noqa: F401  (offline environment)
+from rag.sparse import bm25_document, bm25_query
+from rag.store.base import DENSE, PointData
+from rag.store.edge import EdgeStore
+
+WORDS = [f"w{i}" for i in range(20000)]
+DIM = 384
+BATCH = 2000
+
+
+def build(folder: Path, size: int, rng: np.random.Generator) -> EdgeStore:
+    store = EdgeStore(folder)
+    store.ensure_collection(DIM, "synthetic")
+    for start in range(0, size, BATCH):
+        count = min(BATCH, size - start)
+        vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        points = []
+        for vector in vectors:
+            text = " ".join(rng.choice(WORDS, 60))
+            payload = {"kind": "chunk", "doc_id": "d", "source": "s", "text": text}
+            points.append(PointData(str(uuid.uuid4()), payload, vector.tolist(), bm25_document(text)))
+        store.upsert(points)
+    started = time.perf_counter()
+    store.finish()
+    print(f"  {size} points: HNSW built in {time.perf_counter() - started:.1f} s")
+    return store
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[str, float]:
+    hybrid_ms, dense_ms, recalls = [], [], []
+    for _ in range(queries):
+        vector = rng.standard_normal(DIM).astype(np.float32)
+        vector = (vector / np.linalg.norm(vector)).tolist()
+        text = " ".join(rng.choice(WORDS, 8))
+        started = time.perf_counter()
+        store.search_hybrid(vector, bm25_query(text), 30)
+        hybrid_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        approx = store.search_dense(vector, 10)
+        dense_ms.append((time.perf_counter() - started) * 1000)
+        exact = store.shard.query(
+            qe.QueryRequest(
+                limit=10, query=qe.Query.Nearest(vector, using=DENSE), params=qe.SearchParams(exact=True)
+            )
+        )
+        recalls.append(len({h.id for h in approx} & {str(p.id) for p in exact}) / 10)
+    return {
+        "hybrid_p50_ms": percentile(hybrid_ms, 50),
+        "hybrid_p95_ms": percentile(hybrid_ms, 95),
+        "dense_p50_ms": percentile(dense_ms, 50),
+        "hnsw_recall@10": statistics.mean(recalls),
+    }
+
+
+def embed_query_ms() -> float:
+    from rag.embedder import get_embedder
+
+    embedder = get_embedder()
+    embedder.embed_query("warm up")
+    runs = []
+    for _ in range(20):
+        started = time.perf_counter()
+        embedder.embed_query("How do I remove a file or a directory in Python?")
+        runs.append((time.perf_counter() - started) * 1000)
+    return statistics.median(runs)
+
+
+def llm_times(runs: int = 5) -> tuple[float, float]:
+    from rag.config import Settings
+    from rag.llm import open_llm
+
+    llm = open_llm(Settings())
+    context = "\n\n".join(f"[{i}] A passage about topic {i}. " * 12 for i in range(1, 6))
+    messages = [
+        {"role": "system", "content": "Answer from the passages; cite them as [n]."},
+        {"role": "user", "content": f"<context>\n{context}\n</context>\n\nQuestion: What is topic 3 about?"},
+    ]
+    firsts, totals = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        first = None
+        for _piece in llm.stream(messages, 128):
+            first = first or time.perf_counter()
+        totals.append((time.perf_counter() - started) * 1000)
+        firsts.append(((first or time.perf_counter()) - started) * 1000)
+    return statistics.median(firsts), statistics.median(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--llm", action="store_true", help="also time the embedded LLM (first token, total)")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {platform.python_version()}")
+    print(f"query embedding (MiniLM, one question): {embed_query_ms():.1f} ms median")
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = build(Path(tmp) / "c", size, rng)
+            try:
+                result = measure(store, args.queries, rng)
+            finally:
+                store.close()
+        verdict = "PASS" if result["hybrid_p50_ms"] <= 10 and result["hnsw_recall@10"] >= 0.95 else "FAIL"
+        print(
+            f"  {size:>7} points: hybrid p50 {result['hybrid_p50_ms']:.2f} ms, p95 {result['hybrid_p95_ms']:.2f} ms; "
+            f"dense p50 {result['dense_p50_ms']:.2f} ms; HNSW recall@10 {result['hnsw_recall@10']:.3f}  "
+            f"(target p50 <= 10 ms, recall >= 0.95: {verdict})"
+        )
+    if args.llm:
+        first, total = llm_times()
+        print(
+            f"embedded LLM: first token {first:.0f} ms, total {total:.0f} ms (128 tokens max; target first <= 1500 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

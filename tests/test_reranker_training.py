@@ -1,0 +1,61 @@
+"""Mining and a short training run on a small corpus made here, with the real CrossEncoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.config import Settings
+from rag.embedder import Embedder
+from rag.reranker_training import Group, accuracy_at_1, mine, train
+from rag.store import open_store
+from tests.docs_factory import make_corpus
+from tests.test_ingest import run_ingest
+
+
+def _corpus(root: Path) -> Path:
+    make_corpus(root)
+    (root / "faq.md").write_text(
+        "# Camel FAQ\n\n## How much water can a camel drink?\n\nA thirsty camel drinks up to 100 litres in ten minutes.\n\n"
+        "## Why do camels have humps?\n\nThe hump stores fat, not water, as an energy reserve.\n"
+    )
+    return root
+
+
+def test_mining_yields_valid_groups_and_honours_exclusions(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    root = _corpus(tmp_path / "corpus")
+    run_ingest(settings, embedder, root)
+    store = open_store(settings)
+    try:
+        groups = mine(store, embedder, exclude=[], negatives=2)
+        excluded = mine(store, embedder, exclude=["faq.md"], negatives=2)
+    finally:
+        store.close()
+    assert groups, "no group mined"
+    for g in groups:
+        assert g.query and g.positive and len(g.negatives) == 2 and g.positive not in g.negatives
+    assert any(g.query == "How much water can a camel drink?" for g in groups)
+    assert all("camel" not in g.positive.lower() for g in excluded)
+    assert all(all("camel" not in n.lower() for n in g.negatives) for g in excluded)
+
+
+def test_short_training_ranks_a_planted_positive_first(tmp_path: Path) -> None:
+    from sentence_transformers import CrossEncoder
+
+    planted = Group(
+        "What colour is the zebra's skin?",
+        "Under its striped coat, the zebra's skin is black.",
+        [
+            "Penguins live in the southern hemisphere.",
+            "A kettle boils water.",
+            "Tax returns are due in April.",
+        ],
+        "heading",
+    )
+    result = train([planted] * 8, tmp_path / "model", minutes=2, layers=2, lr=1e-4, epochs=2)
+    assert result.steps == 16 and result.best_val_acc1 == 1.0
+    model = CrossEncoder(str(result.path))
+    scores = model.predict([(planted.query, p) for p in [planted.positive, *planted.negatives]])
+    assert scores.argmax() == 0
+    assert accuracy_at_1(model, [planted]) == 1.0

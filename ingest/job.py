@@ -34,6 +34,9 @@ from rag.tokens import count_tokens
 log = logging.getLogger("rag.ingest")
 
 PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
+# Chunks embedded in one call: sentence-transformers sorts a call's texts by length, so a large group wastes less
+# on padding (groups of 4 batches ran at 0.62x the throughput of one sorted call over the Python docs).
+EMBED_GROUP_BATCHES = 16
 
 
 @dataclass
@@ -308,7 +311,7 @@ class _Writer:
             self.pages.setdefault(item.doc.doc_id, set()).update(c.page for c in item.chunks if c.page)
 
     def flush_if_full(self) -> int:
-        if len(self.pending_chunks) >= self.job.settings.embed_batch_size * 4:
+        if len(self.pending_chunks) >= self.job.settings.embed_batch_size * EMBED_GROUP_BATCHES:
             return self.flush()
         return 0
 

@@ -74,7 +74,6 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     context: list[Source] = field(default_factory=list)  # every passage the LLM saw
     context_dropped: int = 0
-    candidates: list[Hit] = field(default_factory=list)  # first-stage order, for evaluation
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -199,8 +198,7 @@ class ChatPipeline:
     def _select(
         self, query: str, result: Answer, top_k: int, top_n: int, rerank: bool, flt: SearchFilter | None
     ) -> Prompt | None:
-        candidates, ranked, timings = self.retrieve_ranked(query, top_k, top_n, Mode.HYBRID, rerank, flt)
-        result.candidates = candidates
+        _, ranked, timings = self.retrieve_ranked(query, top_k, top_n, Mode.HYBRID, rerank, flt)
         result.timings["retrieve_ms"] = round(timings["embed_ms"] + timings["search_ms"], 1)
         result.timings["rerank_ms"] = round(timings["rerank_ms"], 1)
         reranked = rerank and self.reranker is not None

@@ -26,7 +26,7 @@ def make_big_corpus(root: Path, files: int = 24) -> None:
 
 
 def start(root: Path, data: Path) -> subprocess.Popen[str]:
-    env = cli_env(data) | {"RAG_EMBED_BATCH_SIZE": "8", "RAG_COLLECTION": "test", "RAG_LOG_LEVEL": "INFO"}
+    env = cli_env(data) | {"RAG_EMBED_BATCH_SIZE": "2", "RAG_COLLECTION": "test", "RAG_LOG_LEVEL": "INFO"}
     return subprocess.Popen(
         [RAG_BIN, "ingest", str(root), "--no-progress"],
         env=env,

@@ -56,12 +56,13 @@ def stage_ours(corpus: Path, data: Path) -> dict[str, Any]:
 
     settings = Settings(data_dir=data)
     started = time.perf_counter()
-    embedder_from_settings(settings)  # cached for ingest
+    embedder = embedder_from_settings(settings)  # cached for ingest
     load_s = time.perf_counter() - started
     summary = ingest_folder(settings, corpus, progress=False, on_file=_log_progress)
     return {
         "wall_s": time.perf_counter() - started,
         "load_s": load_s,
+        "precision": embedder.precision,
         "seconds": summary.seconds,
         "embed_seconds": summary.embed_seconds,
         "chunks": summary.chunks,
@@ -99,6 +100,7 @@ def stage_raw(corpus: Path, data: Path) -> dict[str, Any]:
     embed_s = time.perf_counter() - started
     return {
         "chunks": len(texts),
+        "precision": embedder.precision,
         "mean_chars": sum(map(len, texts)) / max(1, len(texts)),
         "parse_chunk_s": chunk_s,
         "seconds": embed_s,
@@ -160,6 +162,7 @@ def stage_llamaindex(corpus: Path, data: Path) -> dict[str, Any]:
         "mean_chars": sum(len(n.get_content(MetadataMode.EMBED)) for n in nodes) / max(1, len(nodes)),
         "chunks_per_s": len(nodes) / wall,
         "embed_batch_size": embed_model.embed_batch_size,
+        "precision": str(next(embed_model._model.parameters()).dtype).removeprefix("torch."),
     }
 
 
@@ -255,12 +258,13 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"ours: embed {ours['embed_seconds']:.1f} s of {ours['seconds']:.1f} s; wall {ours['wall_s']:.1f} s "
-        f"with {ours['load_s']:.1f} s model load; failed {ours['summary']['failed']}, "
+        f"with {ours['load_s']:.1f} s model load; {ours['precision']}; failed {ours['summary']['failed']}, "
         f"skipped {ours['summary']['skipped']}",
         f"raw: parse+chunk {raw['parse_chunk_s']:.1f} s (not in its seconds); "
-        f"{raw['mean_chars']:.0f} chars per embedded text",
+        f"{raw['mean_chars']:.0f} chars per embedded text; {raw['precision']}",
         f"llama-index: model load {li['load_s']:.1f} s, read {li['read_s']:.1f} s, "
-        f"embed_batch_size {li['embed_batch_size']}; {li['mean_chars']:.0f} chars per embedded text",
+        f"embed_batch_size {li['embed_batch_size']}; {li['mean_chars']:.0f} chars per embedded text; "
+        f"{li['precision']}",
         "",
     ]
     for key, (label, target, higher_is_better) in TARGETS.items():

@@ -26,6 +26,8 @@ from rag.store.base import (
 )
 
 RRF_K = 60
+HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
+_DENSE_PARAMS = qe.SearchParams(hnsw_ef=HNSW_EF)
 _RRF: Any = qe.Fusion.Rrf(k=RRF_K)  # Any: the stub's query union omits Fusion's inner classes
 SCROLL_PAGE = 1000
 
@@ -174,6 +176,7 @@ class EdgeStore:
             query=qe.Query.Nearest(vector, using=DENSE),
             filter=_edge_filter(flt),
             with_payload=True,
+            params=_DENSE_PARAMS,
         )
         hits = self._hits(self.shard.query(request))
         for h in hits:
@@ -194,7 +197,12 @@ class EdgeStore:
     ) -> list[Hit]:
         edge_filter = _edge_filter(flt)
         prefetches = [
-            qe.Prefetch(limit=limit, query=qe.Query.Nearest(dense, using=DENSE), filter=edge_filter)
+            qe.Prefetch(
+                limit=limit,
+                query=qe.Query.Nearest(dense, using=DENSE),
+                filter=edge_filter,
+                params=_DENSE_PARAMS,
+            )
         ]
         if sparse.indices:
             prefetches.append(

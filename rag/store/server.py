@@ -27,6 +27,7 @@ from rag.store.base import (
 )
 
 RRF_K = 60
+HNSW_EF = 256  # the same search-time beam as the embedded backend
 SCROLL_PAGE = 1000
 
 
@@ -144,6 +145,7 @@ class ServerStore:
             self.name,
             query=vector,
             using=DENSE,
+            search_params=models.SearchParams(hnsw_ef=HNSW_EF),
             query_filter=_server_filter(flt),
             limit=limit,
             with_payload=True,
@@ -168,7 +170,15 @@ class ServerStore:
         self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
     ) -> list[Hit]:
         server_filter = _server_filter(flt)
-        prefetch = [models.Prefetch(query=dense, using=DENSE, limit=limit, filter=server_filter)]
+        prefetch = [
+            models.Prefetch(
+                query=dense,
+                using=DENSE,
+                limit=limit,
+                filter=server_filter,
+                params=models.SearchParams(hnsw_ef=HNSW_EF),
+            )
+        ]
         if sparse.indices:
             prefetch.append(
                 models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=limit, filter=server_filter)

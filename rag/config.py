@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     top_n: int = 5
     rerank_model: str | None = None
     rerank_max_length: int = 256
-    rerank_backend: str = "torch"  # torch, torch-bf16 or torch-int8 (see benchmarks/rerank_bench.py)
+    rerank_backend: str = "torch"  # torch or torch-bf16 (see benchmarks/rerank_bench.py)
     rerank_batch_size: int = 32
     relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs

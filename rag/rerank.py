@@ -63,11 +63,12 @@ def _passage(hit: Hit) -> str:
     return f"{title}\n{text}" if title else text
 
 
-BACKENDS = ("torch", "torch-bf16", "torch-int8")
+BACKENDS = ("torch", "torch-bf16")
 
 
 def build_cross_encoder(name: str, backend: str = "torch", max_length: int = 256) -> Any:
-    """A sentence-transformers CrossEncoder on CPU, optionally cast to bf16 or with int8 dynamic quantization.
+    """A sentence-transformers CrossEncoder on CPU, optionally cast to bf16 (torch's dynamic int8 quantization
+    broke the CrossEncoder's forward here, so it is not offered).
 
     The ONNX backend of sentence-transformers needs optimum-onnx, which requires transformers < 4.58; this stack
     runs transformers 5, so the CPU speed-ups offered here are torch's own.
@@ -81,10 +82,6 @@ def build_cross_encoder(name: str, backend: str = "torch", max_length: int = 256
     model = CrossEncoder(path, max_length=max_length, device="cpu")
     if backend == "torch-bf16":
         model.model.to(torch.bfloat16)
-    elif backend == "torch-int8":
-        model.model = torch.ao.quantization.quantize_dynamic(
-            model.model, {torch.nn.Linear}, dtype=torch.qint8
-        )
     return model
 
 

@@ -74,7 +74,14 @@ class EmbeddedServer:
         ]  # fmt: skip
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                # Spinning OpenMP threads starve everything else on a small machine (and the server itself when
+                # an ingestion shares the cores): sleep while waiting instead.
+                env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ},
             )
         atexit.register(self.stop)
         self._wait_ready()

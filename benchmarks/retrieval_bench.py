@@ -80,6 +80,42 @@ def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[st
     }
 
 
+def real_recall(data_dir: Path, collection: str, qa: Path, limit: int = 100) -> dict[str, float]:
+    """HNSW recall@10 and dense latency on a real collection, with real questions (e.g. the Python FAQ)."""
+    import json
+
+    from rag.config import Settings
+    from rag.embedder import embedder_from_settings
+    from rag.store import open_store
+
+    settings = Settings(data_dir=data_dir, collection=collection)
+    store = open_store(settings)
+    assert isinstance(store, EdgeStore)
+    embedder = embedder_from_settings(settings)
+    questions = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()][:limit]
+    recalls, dense_ms = [], []
+    try:
+        for question in questions:
+            vector = embedder.embed_query(question)
+            started = time.perf_counter()
+            approx = store.search_dense(vector, 10)
+            dense_ms.append((time.perf_counter() - started) * 1000)
+            exact = store.shard.query(
+                qe.QueryRequest(
+                    limit=10, query=qe.Query.Nearest(vector, using=DENSE), params=qe.SearchParams(exact=True)
+                )
+            )
+            recalls.append(len({h.id for h in approx} & {str(p.id) for p in exact}) / 10)
+        points = store.count_chunks()
+    finally:
+        store.close()
+    return {
+        "points": points,
+        "hnsw_recall@10": statistics.mean(recalls),
+        "dense_p50_ms": percentile(dense_ms, 50),
+    }
+
+
 def embed_query_ms() -> float:
     from rag.embedder import get_embedder
 
@@ -116,12 +152,20 @@ def llm_times(runs: int = 5) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--llm", action="store_true", help="also time the embedded LLM (first token, total)")
+    parser.add_argument(
+        "--real", nargs=3, metavar=("DATA_DIR", "COLLECTION", "QA"), help="recall on a real collection"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {platform.python_version()}")
+    if args.real:
+        real = real_recall(Path(args.real[0]), args.real[1], Path(args.real[2]))
+        print(
+            f"real collection, {real['points']} chunks: HNSW recall@10 {real['hnsw_recall@10']:.3f}, dense p50 {real['dense_p50_ms']:.2f} ms"
+        )
     print(f"query embedding (MiniLM, one question): {embed_query_ms():.1f} ms median")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +79,9 @@ class IngestSummary:
         ]
         if not (self.added or self.updated or self.deleted):
             lines.append("nothing changed: no file was embedded")
-        lines += [f"  skipped {s}: {r}" for s, r in self.skipped]
+        unsupported = Counter(r for _, r in self.skipped if r.startswith("unsupported"))
+        lines += [f"  skipped {n} files: {reason}" for reason, n in sorted(unsupported.items())]
+        lines += [f"  skipped {s}: {r}" for s, r in self.skipped if not r.startswith("unsupported")]
         lines += [f"  FAILED  {s}: {r}" for s, r in self.failed]
         return "\n".join(lines)
 

@@ -54,6 +54,19 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def dense_vs_exact(store: EdgeStore, vector: list[float]) -> tuple[float, float]:
+    """The HNSW dense search's time in ms, and its recall@10 against exact search."""
+    started = time.perf_counter()
+    approx = store.search_dense(vector, 10)
+    ms = (time.perf_counter() - started) * 1000
+    exact = store.shard.query(
+        qe.QueryRequest(
+            limit=10, query=qe.Query.Nearest(vector, using=DENSE), params=qe.SearchParams(exact=True)
+        )
+    )
+    return ms, len({h.id for h in approx} & {str(p.id) for p in exact}) / 10
+
+
 def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[str, float]:
     hybrid_ms, dense_ms, recalls = [], [], []
     for _ in range(queries):
@@ -63,15 +76,9 @@ def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[st
         started = time.perf_counter()
         store.search_hybrid(vector, bm25_query(text), 30)
         hybrid_ms.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        approx = store.search_dense(vector, 10)
-        dense_ms.append((time.perf_counter() - started) * 1000)
-        exact = store.shard.query(
-            qe.QueryRequest(
-                limit=10, query=qe.Query.Nearest(vector, using=DENSE), params=qe.SearchParams(exact=True)
-            )
-        )
-        recalls.append(len({h.id for h in approx} & {str(p.id) for p in exact}) / 10)
+        ms, recall = dense_vs_exact(store, vector)
+        dense_ms.append(ms)
+        recalls.append(recall)
     return {
         "hybrid_p50_ms": percentile(hybrid_ms, 50),
         "hybrid_p95_ms": percentile(hybrid_ms, 95),
@@ -97,15 +104,9 @@ def real_recall(data_dir: Path, collection: str, qa: Path, limit: int = 100) -> 
     try:
         for question in questions:
             vector = embedder.embed_query(question)
-            started = time.perf_counter()
-            approx = store.search_dense(vector, 10)
-            dense_ms.append((time.perf_counter() - started) * 1000)
-            exact = store.shard.query(
-                qe.QueryRequest(
-                    limit=10, query=qe.Query.Nearest(vector, using=DENSE), params=qe.SearchParams(exact=True)
-                )
-            )
-            recalls.append(len({h.id for h in approx} & {str(p.id) for p in exact}) / 10)
+            ms, recall = dense_vs_exact(store, vector)
+            dense_ms.append(ms)
+            recalls.append(recall)
         points = store.count_chunks()
     finally:
         store.close()

@@ -124,7 +124,8 @@ class ChatApp:
         self, files: list[str] | None, collection: str, progress: gr.Progress = _PROGRESS
     ) -> tuple[str, list[list[Any]], Any]:
         if not files:
-            return "Choose files (or a zip) first.", self._doc_rows(collection), gr.update()
+            rows, _, error = self._documents_view(collection)
+            return error or "Choose files (or a zip) first.", rows, gr.update()
         try:
             saved = self.service.save_uploads(collection, list(files))
             lines = [f"rejected {name}: {why}" for name, why in saved.rejected]
@@ -137,50 +138,37 @@ class ChatApp:
             message = "\n".join(lines)
         except RagError as exc:
             message = f"⚠️ {exc}"
-        rows = self._doc_rows(collection)
-        return message, rows, gr.update(choices=self._doc_choices(collection), value=None)
+        rows, picker, _ = self._documents_view(collection)
+        return message, rows, picker
 
     def delete(self, doc_id: str | None, collection: str) -> tuple[str, list[list[Any]], Any]:
         if not doc_id:
-            return "Pick a document to delete.", self._doc_rows(collection), gr.update()
+            rows, _, error = self._documents_view(collection)
+            return error or "Pick a document to delete.", rows, gr.update()
         try:
             source = self.service.delete_document(collection, doc_id)
             message = f"Deleted {source}."
         except RagError as exc:
             message = f"⚠️ {exc}"
-        return (
-            message,
-            self._doc_rows(collection),
-            gr.update(choices=self._doc_choices(collection), value=None),
-        )
+        rows, picker, _ = self._documents_view(collection)
+        return message, rows, picker
 
     def refresh(self, collection: str) -> tuple[str, list[list[Any]], Any, str]:
-        try:
-            rows = self._doc_rows(collection)
-            return (
-                f"{len(rows)} documents.",
-                rows,
-                gr.update(choices=self._doc_choices(collection), value=None),
-                self._status_md(collection),
-            )
-        except RagError as exc:
-            return f"⚠️ {exc}", [], gr.update(choices=[], value=None), self._status_md(collection)
+        rows, picker, error = self._documents_view(collection)
+        return error or f"{len(rows)} documents.", rows, picker, self._status_md(collection)
 
-    def _doc_rows(self, collection: str) -> list[list[Any]]:
+    def _documents_view(self, collection: str) -> tuple[list[list[Any]], Any, str | None]:
+        """Table rows and the delete picker from one read of the store, or the reason it cannot be read."""
         try:
             docs = self.service.documents(collection)
-        except RagError:
-            return []
-        return [
+        except RagError as exc:  # e.g. the embedded store is held by a running `rag ingest`
+            return [], gr.update(choices=[], value=None), f"⚠️ {exc}"
+        rows = [
             [d.get("source"), d.get("file_type"), d.get("chunks"), d.get("pages") or "", d.get("ingested_at")]
             for d in docs
         ]
-
-    def _doc_choices(self, collection: str) -> list[tuple[str, str]]:
-        try:
-            return [(str(d.get("source")), str(d.get("doc_id"))) for d in self.service.documents(collection)]
-        except RagError:
-            return []
+        choices = [(str(d.get("source")), str(d.get("doc_id"))) for d in docs]
+        return rows, gr.update(choices=choices, value=None), None
 
     def _status_md(self, collection: str) -> str:
         status = self.service.status(collection)

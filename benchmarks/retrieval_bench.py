@@ -2,9 +2,13 @@
 
     python -m benchmarks.retrieval_bench [--sizes 10000 100000] [--queries 200] [--llm]
 
-Points are synthetic (random unit vectors, BM25 vectors of random vocabulary text), which is the hard case for
-HNSW recall; latency excludes the query embedding, which is timed separately on real text. Recall@10 compares the
-HNSW dense search with exact search over the same shard.
+Points are synthetic: by default random unit vectors with BM25 vectors of random vocabulary text, the worst case
+for HNSW (no cluster structure at all). With `--like DATA_DIR COLLECTION QA` they are drawn from a real collection
+instead: its chunks as they are, then noisy copies of them (each real vector plus Gaussian noise, renormalised to a
+cosine of about 0.8 with its original, with the original's text) until the size is reached, queried with the real
+questions of QA. That keeps the shape of real embeddings at sizes no corpus here reaches in reasonable time.
+Latency excludes the query embedding, which is timed separately on real text. Recall@10 compares the HNSW dense
+search with exact search over the same shard.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,18 +36,72 @@ DIM = 384
 BATCH = 2000
 
 
-def build(folder: Path, size: int, rng: np.random.Generator) -> EdgeStore:
+NOISE_SIGMA = (
+    0.038  # per dimension: a copy's cosine with its original is about 1 / sqrt(1 + 384 * sigma^2) = 0.8
+)
+
+
+@dataclass
+class Queries:
+    vectors: np.ndarray
+    texts: list[str]
+
+
+class RandomPoints:
+    """Unit vectors with no structure, and random-vocabulary texts."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def batch(self, start: int, count: int) -> tuple[np.ndarray, list[str]]:
+        vectors = unit(self.rng.standard_normal((count, DIM)).astype(np.float32))
+        return vectors, [" ".join(self.rng.choice(WORDS, 60)) for _ in range(count)]
+
+    def queries(self, count: int) -> Queries:
+        vectors = unit(self.rng.standard_normal((count, DIM)).astype(np.float32))
+        return Queries(vectors, [" ".join(self.rng.choice(WORDS, 8)) for _ in range(count)])
+
+
+class PointsLike:
+    """A real collection's chunks, then noisy copies of them; queried with real questions."""
+
+    def __init__(
+        self, vectors: np.ndarray, texts: list[str], questions: Queries, rng: np.random.Generator
+    ) -> None:
+        self.vectors, self.texts, self.questions, self.rng = vectors, texts, questions, rng
+
+    def batch(self, start: int, count: int) -> tuple[np.ndarray, list[str]]:
+        rows = np.arange(start, start + count) % len(self.vectors)
+        vectors = self.vectors[rows]
+        if start + count > len(self.vectors):
+            copies = np.arange(start, start + count) >= len(self.vectors)
+            noise = self.rng.standard_normal((int(copies.sum()), DIM)).astype(np.float32) * NOISE_SIGMA
+            vectors = vectors.copy()
+            vectors[copies] = unit(vectors[copies] + noise)
+        return vectors, [self.texts[row] for row in rows]
+
+    def queries(self, count: int) -> Queries:
+        return Queries(self.questions.vectors[:count], self.questions.texts[:count])
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def build(folder: Path, size: int, source: RandomPoints | PointsLike) -> EdgeStore:
     store = EdgeStore(folder)
     store.ensure_collection(DIM, "synthetic")
     for start in range(0, size, BATCH):
-        count = min(BATCH, size - start)
-        vectors = rng.standard_normal((count, DIM)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        points = []
-        for vector in vectors:
-            text = " ".join(rng.choice(WORDS, 60))
-            payload = {"kind": "chunk", "doc_id": "d", "source": "s", "text": text}
-            points.append(PointData(str(uuid.uuid4()), payload, vector.tolist(), bm25_document(text)))
+        vectors, texts = source.batch(start, min(BATCH, size - start))
+        points = [
+            PointData(
+                str(uuid.uuid4()),
+                {"kind": "chunk", "doc_id": "d", "source": "s", "text": text},
+                vector.tolist(),
+                bm25_document(text),
+            )
+            for vector, text in zip(vectors, texts, strict=True)
+        ]
         store.upsert(points)
     started = time.perf_counter()
     store.finish()
@@ -67,12 +126,10 @@ def dense_vs_exact(store: EdgeStore, vector: list[float]) -> tuple[float, float]
     return ms, len({h.id for h in approx} & {str(p.id) for p in exact}) / 10
 
 
-def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[str, float]:
+def measure(store: EdgeStore, queries: Queries) -> dict[str, float]:
     hybrid_ms, dense_ms, recalls = [], [], []
-    for _ in range(queries):
-        vector = rng.standard_normal(DIM).astype(np.float32)
-        vector = (vector / np.linalg.norm(vector)).tolist()
-        text = " ".join(rng.choice(WORDS, 8))
+    for row, text in zip(queries.vectors, queries.texts, strict=True):
+        vector = row.tolist()
         started = time.perf_counter()
         store.search_hybrid(vector, bm25_query(text), 30)
         hybrid_ms.append((time.perf_counter() - started) * 1000)
@@ -87,24 +144,63 @@ def measure(store: EdgeStore, queries: int, rng: np.random.Generator) -> dict[st
     }
 
 
-def real_recall(data_dir: Path, collection: str, qa: Path, limit: int = 100) -> dict[str, float]:
-    """HNSW recall@10 and dense latency on a real collection, with real questions (e.g. the Python FAQ)."""
+def open_real(data_dir: Path, collection: str) -> EdgeStore:
+    from rag.config import Settings
+    from rag.store import open_store
+
+    store = open_store(Settings(data_dir=data_dir, collection=collection))
+    assert isinstance(store, EdgeStore)
+    return store
+
+
+def real_questions(data_dir: Path, collection: str, qa: Path) -> Queries:
+    """The questions of a QA file (JSON lines with a "question"), embedded as the collection was."""
     import json
 
     from rag.config import Settings
     from rag.embedder import embedder_from_settings
-    from rag.store import open_store
 
-    settings = Settings(data_dir=data_dir, collection=collection)
-    store = open_store(settings)
-    assert isinstance(store, EdgeStore)
-    embedder = embedder_from_settings(settings)
-    questions = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()][:limit]
+    embedder = embedder_from_settings(Settings(data_dir=data_dir, collection=collection))
+    texts = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()]
+    return Queries(embedder.embed(texts), texts)
+
+
+def points_like(data_dir: Path, collection: str, qa: Path, rng: np.random.Generator) -> PointsLike:
+    store = open_real(data_dir, collection)
+    vectors, texts = [], []
+    try:
+        offset = None
+        while True:
+            records, offset = store.shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset, limit=1000, filter=_chunks(), with_payload=True, with_vector=True
+                )
+            )
+            for record in records:
+                assert isinstance(record.vector, dict)
+                vectors.append(record.vector[DENSE])
+                texts.append(str((record.payload or {}).get("text", "")))
+            if offset is None:
+                break
+    finally:
+        store.close()
+    order = rng.permutation(len(vectors))  # copies of every part of the corpus, whatever the size
+    base = np.array(vectors, dtype=np.float32)[order]
+    return PointsLike(base, [texts[i] for i in order], real_questions(data_dir, collection, qa), rng)
+
+
+def _chunks() -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition(key="kind", match=qe.MatchValue("chunk"))])
+
+
+def real_recall(data_dir: Path, collection: str, qa: Path, limit: int = 100) -> dict[str, float]:
+    """HNSW recall@10 and dense latency on a real collection, with real questions (e.g. the Python FAQ)."""
+    questions = real_questions(data_dir, collection, qa)
+    store = open_real(data_dir, collection)
     recalls, dense_ms = [], []
     try:
-        for question in questions:
-            vector = embedder.embed_query(question)
-            ms, recall = dense_vs_exact(store, vector)
+        for row in questions.vectors[:limit]:
+            ms, recall = dense_vs_exact(store, row.tolist())
             dense_ms.append(ms)
             recalls.append(recall)
         points = store.count_chunks()
@@ -159,6 +255,12 @@ def main() -> None:
     parser.add_argument(
         "--real", nargs=3, metavar=("DATA_DIR", "COLLECTION", "QA"), help="recall on a real collection"
     )
+    parser.add_argument(
+        "--like",
+        nargs=3,
+        metavar=("DATA_DIR", "COLLECTION", "QA"),
+        help="synthetic points shaped like a collection",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {platform.python_version()}")
@@ -168,11 +270,19 @@ def main() -> None:
             f"real collection, {real['points']} chunks: HNSW recall@10 {real['hnsw_recall@10']:.3f}, dense p50 {real['dense_p50_ms']:.2f} ms"
         )
     print(f"query embedding (MiniLM, one question): {embed_query_ms():.1f} ms median")
+    source: RandomPoints | PointsLike = RandomPoints(rng)
+    if args.like:
+        source = points_like(Path(args.like[0]), args.like[1], Path(args.like[2]), rng)
+        print(
+            f"points like {args.like[1]}: {len(source.vectors)} real chunks, then noisy copies; real questions"
+        )
+    else:
+        print("random points (no structure: the worst case for HNSW)")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            store = build(Path(tmp) / "c", size, rng)
+            store = build(Path(tmp) / "c", size, source)
             try:
-                result = measure(store, args.queries, rng)
+                result = measure(store, source.queries(args.queries))
             finally:
                 store.close()
         verdict = "PASS" if result["hybrid_p50_ms"] <= 10 and result["hnsw_recall@10"] >= 0.95 else "FAIL"

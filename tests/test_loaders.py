@@ -113,3 +113,25 @@ def test_large_text_file_streams_in_bounded_memory(tmp_path: Path, embedder: Emb
     tracemalloc.stop()
     assert count > 4_000
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {path.stat().st_size / 1e6:.0f} MB file"
+
+
+def test_html_in_a_legacy_charset_is_decoded(tmp_path: Path) -> None:
+    declared = tmp_path / "declared.html"
+    declared.write_bytes(
+        '<html><head><meta charset="windows-1252"></head><body><p>Café “menu”</p></body></html>'.encode(
+            "cp1252"
+        )
+    )
+    undeclared = tmp_path / "undeclared.html"
+    undeclared.write_bytes("<html><body><h1>Résumé</h1><p>Crème brûlée</p></body></html>".encode("latin-1"))
+    assert [s.text for s in load_html(declared)] == ["Café “menu”"]
+    assert [(s.title, s.text) for s in load_html(undeclared)] == [("Résumé", "Crème brûlée")]
+
+
+def test_html_comments_and_whitespace_only_pages_give_no_text(tmp_path: Path) -> None:
+    commented = tmp_path / "c.html"
+    commented.write_text("<html><body><!-- HIDDEN --><p>shown</p><?pi HIDDEN2?></body></html>")
+    blank = tmp_path / "blank.html"
+    blank.write_text("  \n ")
+    assert [s.text for s in load_html(commented)] == ["shown"]
+    assert list(load_html(blank)) == []

@@ -181,7 +181,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     from rag.embedder import embedder_from_settings
     from rag.llm import open_llm
-    from rag.reranker_training import mine, train
+    from rag.reranker_training import mine
     from rag.store import open_store
 
     out = args.out or settings.data_dir / "rerankers" / settings.collection
@@ -205,13 +205,38 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         from rag.errors import RagError
 
         raise RagError("too few training groups mined: ingest more documents first")
-    result = train(groups, out, args.minutes, args.layers)
+    result = _train_with_progress(groups, out, args.minutes, args.layers)
     print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
         f"{result.best_val_acc1:.3f} ({result.groups_val} groups); best model in {result.path}"
     )
     print(f"measure it before you use it: RAG_RERANK_MODEL={result.path} rag eval --qa ...")
     return 0
+
+
+def _train_with_progress(groups: list[Any], out: Path, minutes: float, layers: int) -> Any:
+    """Training with a progress bar over its time budget (on a terminal), the running loss beside it."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from rag.reranker_training import train
+
+    budget = int(minutes * 60)
+    bar = tqdm(total=budget, unit="s", disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="training")
+    started, loss_avg = time.monotonic(), 0.0
+
+    def on_step(step: int, loss: float) -> None:
+        nonlocal loss_avg
+        loss_avg = loss if step == 1 else 0.98 * loss_avg + 0.02 * loss
+        bar.n = min(budget, int(time.monotonic() - started))
+        bar.set_postfix(steps=step, loss=f"{loss_avg:.3f}", refresh=True)
+
+    try:
+        return train(groups, out, minutes, layers, on_step=on_step)
+    finally:
+        bar.close()
 
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]

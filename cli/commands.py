@@ -179,6 +179,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from collections import Counter
+
     from rag.embedder import embedder_from_settings
     from rag.llm import open_llm
     from rag.reranker_training import mine
@@ -186,6 +188,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
     out = args.out or settings.data_dir / "rerankers" / settings.collection
     store = open_store(settings)
+    counts: Counter[str] = Counter()
     try:
         llm = open_llm(settings) if args.llm_questions else None
         groups = mine(
@@ -196,11 +199,14 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
             llm,
             args.llm_questions,
             args.max_groups,
+            counts=counts,
         )
     finally:
         store.close()
     origins = {o: sum(g.origin == o for g in groups) for o in ("heading", "llm")}
     print(f"mined {len(groups)} groups ({origins['heading']} from headings, {origins['llm']} from the LLM)")
+    for reason, n in sorted(counts.items()):
+        print(f"  {reason}: {n}")
     if len(groups) < 2:
         from rag.errors import RagError
 

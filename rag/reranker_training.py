@@ -12,7 +12,9 @@ from __future__ import annotations
 import fnmatch
 import logging
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +74,24 @@ def llm_queries(
             {"role": "system", "content": QUESTION_PROMPT},
             {"role": "user", "content": str(chunk.get("text", ""))[:1500]},
         ]
-        lines = llm.complete(messages, max_tokens=48, temperature=0.3).strip().splitlines()
-        question = lines[0].strip() if lines else ""
-        if question.endswith("?") and 3 <= len(question.split()) <= 30:
+        question = as_question(llm.complete(messages, max_tokens=48, temperature=0.3))
+        if question:
             out.append((question, chunk))
     return out
+
+
+_LEAD = re.compile(r"^\s*(?:[-*\d.)]+\s*)?(?:\*\*)?(?:(?:question|q)\s*\d*\s*[:.-]\s*)?", re.IGNORECASE)
+
+
+def as_question(reply: str) -> str | None:
+    """The first question in an LLM's reply ("Question: What ...?" and quotes stripped), if it has one."""
+    for line in reply.strip().splitlines():
+        line = _LEAD.sub("", line).strip().strip("\"'*` ")
+        if "?" in line:
+            question = line[: line.index("?") + 1].strip()
+            if 3 <= len(question.split()) <= 30:
+                return question
+    return None
 
 
 def mine(
@@ -88,12 +103,17 @@ def mine(
     llm_count: int = 0,
     max_groups: int | None = None,
     seed: int = 0,
+    counts: Counter[str] | None = None,
 ) -> list[Group]:
+    """Groups of (query, positive, hard negatives); `counts` gets each origin's candidates and why some failed."""
     rng = random.Random(seed)
+    counts = Counter() if counts is None else counts
     chunks = _chunks(store, exclude)
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
     if llm is not None and llm_count:
-        candidates += [(q, c, "llm") for q, c in llm_queries(chunks, llm, llm_count, rng)]
+        asked = llm_queries(chunks, llm, llm_count, rng)
+        counts["llm: no question in the reply"] += llm_count - len(asked)
+        candidates += [(q, c, "llm") for q, c in asked]
     rng.shuffle(candidates)
     retriever = Retriever(store, embedder)
     groups: list[Group] = []
@@ -101,22 +121,25 @@ def mine(
         if max_groups and len(groups) >= max_groups:
             break
         group = _group(retriever, query, chunk, origin, negatives, exclude)
-        if group is not None:
+        if isinstance(group, Group):
             groups.append(group)
+        counts[f"{origin}: {group if isinstance(group, str) else 'kept'}"] += 1
+    log.info("mining: %s", dict(counts))
     return groups
 
 
 def _group(
     retriever: Retriever, query: str, chunk: dict[str, Any], origin: str, negatives: int, exclude: list[str]
-) -> Group | None:
-    """Keep the query only if the bi-encoder ranks its source chunk first; negatives come from other documents."""
+) -> Group | str:
+    """A group when the bi-encoder ranks the query's source chunk first (so the query is answerable from it), with
+    negatives from other documents; else why not, in words."""
     dense = retriever.retrieve(query, 1, Mode.DENSE).hits
     if (
         not dense
         or dense[0].payload.get("doc_id") != chunk["doc_id"]
         or dense[0].payload.get("chunk_index") != chunk["chunk_index"]
     ):
-        return None
+        return "source not ranked first by the bi-encoder"
     hybrid = retriever.retrieve(query, 30, Mode.HYBRID).hits
     others = [
         _passage(h.payload)
@@ -125,7 +148,7 @@ def _group(
         and not any(fnmatch.fnmatch(str(h.payload.get("source")), p) for p in exclude)
     ]
     if len(others) < negatives:
-        return None
+        return "too few negatives"
     return Group(query, _passage(chunk), others[:negatives], origin)
 
 
@@ -244,7 +267,7 @@ def train(
             optimizer.zero_grad()
             steps += 1
             if on_step:
-                on_step(steps, float(loss))
+                on_step(steps, float(loss.detach()))
         acc = accuracy_at_1(model, val)
         log.info("epoch done: %d steps, held-out acc@1 %.3f", steps, acc)
         if acc >= best:  # on a tie, the trained model over the untrained head

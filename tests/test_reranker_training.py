@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from rag.config import Settings
 from rag.embedder import Embedder
-from rag.reranker_training import Group, accuracy_at_1, mine, train
+from rag.reranker_training import Group, accuracy_at_1, as_question, mine, train
 from rag.store import open_store
 from tests.docs_factory import make_corpus
 from tests.test_ingest import run_ingest
@@ -28,7 +29,8 @@ def test_mining_yields_valid_groups_and_honours_exclusions(
     run_ingest(settings, embedder, root)
     store = open_store(settings)
     try:
-        groups = mine(store, embedder, exclude=[], negatives=2)
+        counts: Counter[str] = Counter()
+        groups = mine(store, embedder, exclude=[], negatives=2, counts=counts)
         excluded = mine(store, embedder, exclude=["faq.md"], negatives=2)
     finally:
         store.close()
@@ -36,6 +38,7 @@ def test_mining_yields_valid_groups_and_honours_exclusions(
     for g in groups:
         assert g.query and g.positive and len(g.negatives) == 2 and g.positive not in g.negatives
     assert any(g.query == "How much water can a camel drink?" for g in groups)
+    assert counts["heading: kept"] == len(groups)
     assert all("camel" not in g.positive.lower() for g in excluded)
     assert all(all("camel" not in n.lower() for n in g.negatives) for g in excluded)
 
@@ -59,3 +62,14 @@ def test_short_training_ranks_a_planted_positive_first(tmp_path: Path) -> None:
     scores = model.predict([(planted.query, p) for p in [planted.positive, *planted.negatives]])
     assert scores.argmax() == 0
     assert accuracy_at_1(model, [planted]) == 1.0
+
+
+def test_llm_replies_become_questions() -> None:
+    assert (
+        as_question('Question: "What does os.walk return?"\nIt returns tuples.')
+        == "What does os.walk return?"
+    )
+    assert as_question("**Q1:** How do I sort a list? Use sorted().") == "How do I sort a list?"
+    assert as_question("1. Why is the sky blue?") == "Why is the sky blue?"
+    assert as_question("Sorting lists is easy.") is None
+    assert as_question("Why?") is None

@@ -203,7 +203,8 @@ def _set_lr(optimizer: Any, peak: float, step: int, elapsed: float) -> None:
 
 
 def _autocast(torch: Any) -> Any:
-    """bf16 compute (fp32 weights) where the device has it natively: about 1.7x the pairs per second on this CPU."""
+    """bf16 compute (fp32 weights) where the device has it natively; on this CPU only 6.7 against 6.0 pairs/s
+    with 5 passages of about 200 tokens, more on GPUs."""
     import contextlib
 
     if torch.cuda.is_available():

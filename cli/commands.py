@@ -216,7 +216,10 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
         f"{result.best_val_acc1:.3f} ({result.groups_val} groups); best model in {result.path}"
     )
-    print(f"measure it before you use it: RAG_RERANK_MODEL={result.path} rag eval --qa ...")
+    print(
+        f"measure it before you use it: RAG_RERANK_MODEL={result.path} rag eval --qa ... ; its scores are not "
+        "calibrated, so set RAG_RERANK_THRESHOLD to the best threshold that eval reports"
+    )
     return 0
 
 

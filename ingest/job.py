@@ -35,8 +35,8 @@ from rag.tokens import count_tokens
 log = logging.getLogger("rag.ingest")
 
 PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
-# Chunks embedded in one call. Larger groups pad less (a call's texts are sorted by length) but stall the parser
-# thread longer: over the Python docs, groups of 16 batches took 579 s against 479 s for groups of 4.
+# Chunks embedded in one call (sentence-transformers sorts a call's texts by length). Groups of 16 batches ran
+# within this VM's noise of groups of 4 (README), and smaller groups finish files sooner.
 EMBED_GROUP_BATCHES = 4
 
 

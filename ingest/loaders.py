@@ -139,6 +139,8 @@ def load_html(path: Path) -> Iterator[Section]:
     try:
         root = lxml.html.document_fromstring(raw, parser=_html_parser(raw))
     except (etree.ParserError, ValueError) as exc:
+        if "Document is empty" in str(exc):  # e.g. only a comment: no text, which the job reports as a skip
+            return
         raise LoadError(f"cannot parse HTML: {exc}") from exc
     body = root.find("body")
     pieces: list[str] = []

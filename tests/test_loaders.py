@@ -133,5 +133,8 @@ def test_html_comments_and_whitespace_only_pages_give_no_text(tmp_path: Path) ->
     commented.write_text("<html><body><!-- HIDDEN --><p>shown</p><?pi HIDDEN2?></body></html>")
     blank = tmp_path / "blank.html"
     blank.write_text("  \n ")
+    only_comment = tmp_path / "only_comment.html"
+    only_comment.write_text("<!-- nothing here -->")
     assert [s.text for s in load_html(commented)] == ["shown"]
     assert list(load_html(blank)) == []
+    assert list(load_html(only_comment)) == []

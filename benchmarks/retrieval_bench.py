@@ -153,15 +153,15 @@ def open_real(data_dir: Path, collection: str) -> EdgeStore:
     return store
 
 
-def real_questions(data_dir: Path, collection: str, qa: Path) -> Queries:
-    """The questions of a QA file (JSON lines with a "question"), embedded as the collection was."""
+def real_questions(data_dir: Path, collection: str, qa: Path, limit: int | None = None) -> Queries:
+    """The first `limit` questions of a QA file (JSON lines with a "question"), embedded by the settings' embedder."""
     import json
 
     from rag.config import Settings
     from rag.embedder import embedder_from_settings
 
     embedder = embedder_from_settings(Settings(data_dir=data_dir, collection=collection))
-    texts = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()]
+    texts = [json.loads(line)["question"] for line in qa.read_text().splitlines() if line.strip()][:limit]
     return Queries(embedder.embed(texts), texts)
 
 
@@ -195,11 +195,11 @@ def _chunks() -> qe.Filter:
 
 def real_recall(data_dir: Path, collection: str, qa: Path, limit: int = 100) -> dict[str, float]:
     """HNSW recall@10 and dense latency on a real collection, with real questions (e.g. the Python FAQ)."""
-    questions = real_questions(data_dir, collection, qa)
+    questions = real_questions(data_dir, collection, qa, limit)
     store = open_real(data_dir, collection)
     recalls, dense_ms = [], []
     try:
-        for row in questions.vectors[:limit]:
+        for row in questions.vectors:
             ms, recall = dense_vs_exact(store, row.tolist())
             dense_ms.append(ms)
             recalls.append(recall)

@@ -137,7 +137,7 @@ def load_html(path: Path) -> Iterator[Section]:
     if not raw.strip():
         return
     try:
-        root = lxml.html.document_fromstring(raw, parser=_html_parser(raw))
+        root = lxml.html.document_fromstring(*_html_source(raw))
     except (etree.ParserError, ValueError) as exc:
         if "Document is empty" in str(exc):  # e.g. only a comment: no text, which the job reports as a skip
             return
@@ -148,15 +148,27 @@ def load_html(path: Path) -> Iterator[Section]:
     yield from _split_marked("".join(pieces), _page_title(root))
 
 
-def _html_parser(raw: bytes) -> Any:
-    """UTF-8 when the bytes decode as UTF-8; otherwise libxml2 follows the page's charset (Latin-1 without one)."""
+_DECLARED_CHARSET = re.compile(rb"<meta[^>]*charset|<\?xml[^>]*encoding", re.IGNORECASE)
+
+
+def _html_source(raw: bytes) -> tuple[bytes | str, Any]:
+    """What to parse and how: UTF-8 when the bytes are UTF-8, else the page's declared charset (or BOM), else
+    Windows-1252 decoded here (libxml2's own fallback, Latin-1, turns curly quotes into control characters)."""
     import lxml.html
 
     try:
         raw.decode("utf-8")
+        return raw, lxml.html.HTMLParser(encoding="utf-8")
     except UnicodeDecodeError:
-        return None
-    return lxml.html.HTMLParser(encoding="utf-8")
+        pass
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _DECLARED_CHARSET.search(
+        raw[:SNIFF_BYTES]
+    ):
+        return raw, None
+    try:
+        return raw.decode("cp1252"), None
+    except UnicodeDecodeError:  # bytes cp1252 leaves undefined
+        return raw.decode("latin-1"), None
 
 
 def _walk(element: Any, out: list[str]) -> None:
@@ -183,11 +195,14 @@ def _heading_text(element: Any) -> str:
 
 
 def _walk_text(element: Any, out: list[str]) -> None:
+    """Inline pieces join as written ("with-statement"); a <br> or block inside a heading separates words."""
     if element.text:
         out.append(element.text)
     for child in element:
         if isinstance(child.tag, str) and not _is_chrome(child):
             _walk_text(child, out)
+            if child.tag in _BLOCK_TAGS:
+                out.append(" ")
         if child.tail:
             out.append(child.tail)
 
@@ -203,7 +218,7 @@ def _is_chrome(element: Any) -> bool:
 
 
 def _page_title(root: Any) -> str | None:
-    title = root.find(".//title")
+    title = root.find("head/title")  # not .//title: an <svg><title> in the body is an icon's label
     text = title.text_content() if title is not None else ""
     return " ".join(text.split()) or None
 

@@ -80,15 +80,19 @@ def llm_queries(
     return out
 
 
-_LEAD = re.compile(r"^\s*(?:[-*\d.)]+\s*)?(?:\*\*)?(?:(?:question|q)\s*\d*\s*[:.-]\s*)?", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^\s*(?:(?:[-*]|\d+[.)])\s+)?(?:\*\*)?(?:(?:question|q)\s*\d*\s*[:.]\*{0,2}\s+)?", re.IGNORECASE
+)
+_QUESTION_END = re.compile(r"\?(?=\s|$|[\"'”*`])")
 
 
 def as_question(reply: str) -> str | None:
-    """The first question in an LLM's reply ("Question: What ...?" and quotes stripped), if it has one."""
+    """The first question in an LLM's reply ("Question: What ...?", list markers and quotes stripped), if any."""
     for line in reply.strip().splitlines():
-        line = _LEAD.sub("", line).strip().strip("\"'*` ")
-        if "?" in line:
-            question = line[: line.index("?") + 1].strip()
+        line = _LEAD.sub("", line).strip().strip("\"'“”*` ")
+        end = _QUESTION_END.search(line + " ")
+        if end:
+            question = line[: end.start() + 1].strip().strip("\"'“”*` ")
             if 3 <= len(question.split()) <= 30:
                 return question
     return None
@@ -105,21 +109,22 @@ def mine(
     seed: int = 0,
     counts: Counter[str] | None = None,
 ) -> list[Group]:
-    """Groups of (query, positive, hard negatives); `counts` gets each origin's candidates and why some failed."""
+    """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why."""
     rng = random.Random(seed)
     counts = Counter() if counts is None else counts
     chunks = _chunks(store, exclude)
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
     if llm is not None and llm_count:
         asked = llm_queries(chunks, llm, llm_count, rng)
-        counts["llm: no question in the reply"] += llm_count - len(asked)
+        counts["llm: no question in the reply"] += min(llm_count, len(chunks)) - len(asked)
         candidates += [(q, c, "llm") for q, c in asked]
     rng.shuffle(candidates)
     retriever = Retriever(store, embedder)
     groups: list[Group] = []
     for query, chunk, origin in candidates:
         if max_groups and len(groups) >= max_groups:
-            break
+            counts[f"{origin}: not tried (max groups reached)"] += 1
+            continue
         group = _group(retriever, query, chunk, origin, negatives, exclude)
         if isinstance(group, Group):
             groups.append(group)
@@ -192,26 +197,29 @@ def _scores(model: Any, query: str, passages: list[str]) -> Any:
     return model.model(**features).logits.squeeze(-1)
 
 
-WARMUP_STEPS = 100
-
-
-def _set_lr(optimizer: Any, peak: float, step: int, elapsed: float) -> None:
-    """Linear warm-up, then linear decay over the time budget (the step count is not known ahead)."""
-    scale = min(1.0, (step + 1) / WARMUP_STEPS) * max(0.05, 1.0 - elapsed)
+def _set_lr(optimizer: Any, peak: float, step: int, planned: int, elapsed: float) -> None:
+    """Linear warm-up over the first 10% of the planned steps (at most 100), then linear decay by whichever runs out
+    first: the planned steps (epochs x groups) or the time budget (`elapsed`, 0 to 1)."""
+    warmup = max(1, min(100, planned // 10))
+    progress = max(elapsed, step / max(1, planned))
+    scale = min(1.0, (step + 1) / warmup) * max(0.05, 1.0 - progress)
     for group in optimizer.param_groups:
         group["lr"] = peak * scale
 
 
 def _autocast(torch: Any) -> Any:
-    """bf16 compute (fp32 weights) where the device has it natively; on this CPU only 6.7 against 6.0 pairs/s
+    """bf16 compute (fp32 weights) where the device runs bf16 natively; on this CPU only 6.7 against 6.0 pairs/s
     with 5 passages of about 200 tokens, more on GPUs."""
     import contextlib
 
     if torch.cuda.is_available():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.autocast("cuda", dtype=torch.bfloat16) if native else contextlib.nullcontext()
+    try:  # the probe torch itself uses for oneDNN bf16 (AVX512-BF16 / AMX)
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.autocast("cpu", dtype=torch.bfloat16) if native else contextlib.nullcontext()
 
 
 def accuracy_at_1(model: Any, groups: list[Group]) -> float:
@@ -257,7 +265,8 @@ def train(
             if time.monotonic() > deadline:
                 break
             model.model.train()
-            _set_lr(optimizer, lr, steps, (time.monotonic() - started) / (deadline - started))
+            elapsed = (time.monotonic() - started) / (deadline - started)
+            _set_lr(optimizer, lr, steps, epochs * len(train_groups), elapsed)
             with _autocast(torch):
                 logits = _scores(model, group.query, [group.positive, *group.negatives]).float()
             loss = torch.nn.functional.cross_entropy(

@@ -123,9 +123,11 @@ def test_html_in_a_legacy_charset_is_decoded(tmp_path: Path) -> None:
         )
     )
     undeclared = tmp_path / "undeclared.html"
-    undeclared.write_bytes("<html><body><h1>Résumé</h1><p>Crème brûlée</p></body></html>".encode("latin-1"))
+    undeclared.write_bytes(
+        "<html><body><h1>Résumé</h1><p>Crème brûlée “to go”</p></body></html>".encode("cp1252")
+    )
     assert [s.text for s in load_html(declared)] == ["Café “menu”"]
-    assert [(s.title, s.text) for s in load_html(undeclared)] == [("Résumé", "Crème brûlée")]
+    assert [(s.title, s.text) for s in load_html(undeclared)] == [("Résumé", "Crème brûlée “to go”")]
 
 
 def test_html_comments_and_whitespace_only_pages_give_no_text(tmp_path: Path) -> None:
@@ -138,3 +140,16 @@ def test_html_comments_and_whitespace_only_pages_give_no_text(tmp_path: Path) ->
     assert [s.text for s in load_html(commented)] == ["shown"]
     assert list(load_html(blank)) == []
     assert list(load_html(only_comment)) == []
+
+
+def test_html_titles_from_head_and_headings_with_breaks(tmp_path: Path) -> None:
+    path = tmp_path / "a.html"
+    path.write_text(
+        "<html><head><title>Page</title></head><body><svg><title>icon</title></svg>"
+        "<h1>Part one<br>Overview</h1><p>text</p><h2><code>with</code>-statement</h2><p>more</p></body></html>"
+    )
+    sections = list(load_html(path))
+    assert [s.title for s in sections] == ["Part one Overview", "Part one Overview › with-statement"]
+    untitled = tmp_path / "b.html"
+    untitled.write_text("<html><body><svg><title>icon</title></svg><p>text</p></body></html>")
+    assert [s.title for s in load_html(untitled)] == [None]

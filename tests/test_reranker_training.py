@@ -73,3 +73,7 @@ def test_llm_replies_become_questions() -> None:
     assert as_question("1. Why is the sky blue?") == "Why is the sky blue?"
     assert as_question("Sorting lists is easy.") is None
     assert as_question("Why?") is None
+    assert as_question("Q-learning: how does it converge?") == "Q-learning: how does it converge?"
+    assert as_question("404 errors: why do servers send them?") == "404 errors: why do servers send them?"
+    assert as_question("See https://example.org/search?q=1 for details.") is None
+    assert as_question("“What does map() return?”") == "What does map() return?"

@@ -21,7 +21,8 @@ log = logging.getLogger("rag.rerank")
 
 NO_MODEL = (
     "reranking is off: no cross-encoder is configured (none can be installed offline; set RAG_RERANK_MODEL to a "
-    "Hugging Face name such as cross-encoder/ms-marco-MiniLM-L-6-v2 or to a local folder)"
+    "Hugging Face name such as cross-encoder/ms-marco-MiniLM-L-6-v2, or to a local folder such as one "
+    "`rag train-reranker` trains from this collection)"
 )
 
 

@@ -84,11 +84,21 @@ def _set_precision(model: Any, precision: str) -> str:
     if precision not in PRECISIONS:
         raise RagError(f"embed precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        native = torch.cuda.is_available() or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native = torch.cuda.is_available() or cpu_has_native_bf16()
         precision = "bfloat16" if native else "float32"
     if precision == "bfloat16":
         model.to(torch.bfloat16)
     return precision
+
+
+def cpu_has_native_bf16() -> bool:
+    """The probe torch itself uses for oneDNN bf16 (AVX512-BF16 / AMX); False where torch lacks it."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _untruncated_tokenizer(tokenizer: Any) -> Any:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.embedder import Embedder
+from rag.embedder import Embedder, cpu_has_native_bf16
 from rag.llm import LLMClient
 from rag.retrieval import Mode, Retriever
 from rag.store import VectorStore
@@ -215,11 +215,9 @@ def _autocast(torch: Any) -> Any:
     if torch.cuda.is_available():
         native = torch.cuda.is_bf16_supported(including_emulation=False)
         return torch.autocast("cuda", dtype=torch.bfloat16) if native else contextlib.nullcontext()
-    try:  # the probe torch itself uses for oneDNN bf16 (AVX512-BF16 / AMX)
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return torch.autocast("cpu", dtype=torch.bfloat16) if native else contextlib.nullcontext()
+    if cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def accuracy_at_1(model: Any, groups: list[Group]) -> float:

@@ -27,7 +27,7 @@ _JSON = re.compile(r"\{.*?\}", re.DOTALL)
 
 class Judge:
     def __init__(self, base_url: str, model: str | None, api_key: str | None, timeout: float = 120.0) -> None:
-        self.client = LLMClient(base_url, api_key, model, timeout, embedded=False)
+        self.client = LLMClient(base_url, api_key, model, timeout)
 
     def _ask(self, instruction: str, content: str) -> dict[str, Any] | None:
         messages = [{"role": "system", "content": instruction}, {"role": "user", "content": content}]

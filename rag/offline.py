@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 
 def tiktoken_cache_dir() -> Path | None:
-    """The tiktoken encodings that llama-index-core ships, so tiktoken never downloads them."""
+    """The tiktoken encodings that llama-index-core ships, so tiktoken never downloads them.
+
+    Found without importing llama-index (seconds of start-up that every command would pay).
+    """
     try:
-        import llama_index.core
+        spec = importlib.util.find_spec("llama_index.core")
     except ImportError:
         return None
-    path = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "_static" / "tiktoken_cache"
     return path if path.is_dir() else None
 
 

@@ -21,6 +21,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
+from rag.citations import CITATION, cited_numbers
+
 Key = TypeVar("Key", bound=Hashable)
 Hit = tuple[str, int | None]  # (source, page) of one retrieved chunk
 
@@ -83,7 +85,6 @@ def ndcg_at_k(ranked: Sequence[Key], gold: AbstractSet[Key], k: int) -> float:
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [1] and [1, 2], as rag.prompt writes them
 # A sentence ends at . ! or ? followed by whitespace or the end, and takes any citations right after the
 # punctuation with it ("... it works. [2] Next ..."): models put markers on both sides of the full stop.
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
@@ -161,13 +162,13 @@ def split_sentences(text: str) -> list[str]:
 
 
 def citations(sentence: str) -> set[int]:
-    """The passage numbers cited in a sentence: [1] and [1, 2] forms."""
-    return {int(n) for group in _CITATION.findall(sentence) for n in group.split(",")}
+    """The passage numbers cited in a sentence: [1] and [1, 2] forms, outside code (as the app reads them)."""
+    return set(cited_numbers(sentence))
 
 
 def content_words(text: str) -> set[str]:
     """Distinct normalized tokens of text minus citation markers and STOPWORDS."""
-    return set(normalize_tokens(_CITATION.sub(" ", text))) - STOPWORDS
+    return set(normalize_tokens(CITATION.sub(" ", text))) - STOPWORDS
 
 
 def groundedness(answer: str, cited_texts: dict[int, str], threshold: float = 0.5) -> float | None:

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from rag.citations import cited_numbers
 from rag.config import Settings
 from rag.embedder import Embedder, embedder_from_settings
 from rag.errors import RagError
 from rag.llm import LLMClient, Message, open_llm
-from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, cited_numbers, is_refusal
+from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, is_refusal
 from rag.rerank import Reranker, RerankStatus, reranker_from_settings
 from rag.retrieval import Mode, Retriever
 from rag.store import Hit, SearchFilter, VectorStore, open_store

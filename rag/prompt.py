@@ -76,19 +76,5 @@ def build_prompt(question: str, hits: list[Hit], context_tokens: int, answer_tok
     return Prompt(messages, passages, dropped, used)
 
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-
-
-def cited_numbers(answer: str) -> list[int]:
-    """Every [n] (also [1, 2]) in order of first appearance."""
-    seen: list[int] = []
-    for match in _CITATION.finditer(answer):
-        for part in match.group(1).split(","):
-            n = int(part)
-            if n not in seen:
-                seen.append(n)
-    return seen
-
-
 def is_refusal(answer: str) -> bool:
     return answer.strip().strip('"').lower().startswith(REFUSAL.lower().rstrip("."))

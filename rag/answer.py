@@ -304,19 +304,18 @@ def _ms(since: float) -> float:
 
 
 def open_pipeline(settings: Settings, collection: str | None = None, with_llm: bool = True) -> ChatPipeline:
-    """Store, embedder, reranker (or why it is off) and LLM from settings."""
-    store = open_store(settings, collection)
-    meta = store.collection_meta()
-    embedder = embedder_from_settings(settings)
-    if meta and meta.get("embedder") not in (None, embedder.name):
-        store.close()
-        raise RagError(
-            f"this collection was built with embedder {meta['embedder']!r}; set RAG_EMBED_MODEL to it"
-        )
-    reranker, status = reranker_from_settings(settings)
+    """Store, embedder, reranker (or why it is off) and LLM from settings; the collection must exist."""
+    store = open_store(settings, collection, create=False)
     try:
+        meta = store.collection_meta()
+        embedder = embedder_from_settings(settings)
+        if meta and meta.get("embedder") not in (None, embedder.name):
+            raise RagError(
+                f"this collection was built with embedder {meta['embedder']!r}; set RAG_EMBED_MODEL to it"
+            )
+        reranker, status = reranker_from_settings(settings)
         llm = open_llm(settings) if with_llm else None
-    except Exception:
+    except BaseException:  # the store must not stay locked by a pipeline that never opened
         store.close()
         raise
     return ChatPipeline(settings, store, embedder, llm, reranker, status)

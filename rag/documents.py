@@ -11,7 +11,7 @@ DOC_FIELDS = ("doc_id", "source", "root", "file_type", "chunks", "pages", "inges
 
 
 def list_documents(settings: Settings, collection: str | None = None) -> list[dict[str, Any]]:
-    store = open_store(settings, collection)
+    store = open_store(settings, collection, create=False)
     try:
         records = store.document_records()
     finally:

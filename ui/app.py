@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,22 +21,23 @@ CSS = """
 .sources details { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 4px 8px; margin: 4px 0; }
 .sources summary { cursor: pointer; font-weight: 600; }
 .sources .snippet { white-space: pre-wrap; font-size: 0.9em; opacity: 0.85; margin-top: 4px; }
+.sources .snippet.code { font-family: var(--font-mono, monospace); font-size: 0.85em; }
 .refused { color: var(--body-text-color-subdued); font-style: italic; }
 """
 
 ChatHistory = list[dict[str, Any]]
+WRITING = "<div class='refused pending'>Writing the answer…</div>"
 _PROGRESS = gr.Progress()  # Gradio injects a live tracker for a parameter whose default is a Progress
 
 
 def render_sources(answer: Answer) -> str:
-    """The numbered passages the answer was drawn from, matching its [n]; cited ones first and marked."""
+    """The numbered passages the answer was drawn from, in the order of their [n]; cited ones marked."""
     if answer.refused:
         return (
             "<div class='refused'>No source: the documents do not contain an answer to this question.</div>"
         )
     cited = {s.n: s.cited_by for s in answer.sources}
-    ordered = [s for s in answer.context if s.n in cited] + [s for s in answer.context if s.n not in cited]
-    items = [_source_item(s, cited.get(s.n)) for s in ordered]
+    items = [_source_item(s, cited.get(s.n)) for s in sorted(answer.context, key=lambda s: s.n)]
     notes = []
     if not cited:
         notes.append("<p class='refused'>The answer cites none of these passages.</p>")
@@ -54,10 +56,22 @@ def _source_item(s: Source, cited_by: str | None) -> str:
     page = f", page {s.page}" if s.page else ""
     title = f" — {html.escape(s.title)}" if s.title else ""
     mark = {"model": " ✓ cited", "similarity": " ≈ matches the answer"}.get(cited_by or "", "")
+    kind = "snippet code" if looks_like_code(s.text) else "snippet"
     return (
         f"<details class='source'><summary>[{s.n}] {html.escape(s.source)}{page}{title} · score {s.score:.2f}{mark}"
-        f"</summary><div class='snippet'>{html.escape(s.text)}</div></details>"
+        f"</summary><div class='{kind}'>{html.escape(s.text)}</div></details>"
     )
+
+
+_CODE_LINE = re.compile(
+    r"^(?: {4}|\t|>>> |\$ |```)|[;{}]\s*$|^\s*(?:def|class|import|return|my|sub|if|for)\b.*[:;{(]"
+)
+
+
+def looks_like_code(text: str) -> bool:
+    """Enough code-shaped lines (indented, prompts, braces, semicolons) that a proportional font would mangle."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return bool(lines) and sum(bool(_CODE_LINE.search(line)) for line in lines) >= max(2, len(lines) // 4)
 
 
 def _turns(history: ChatHistory) -> list[Turn]:
@@ -91,7 +105,7 @@ class ChatApp:
             return
         prior = _turns(history)
         history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        yield history, "", "<div class='refused'>Searching the documents…</div>"
+        yield history, "", "<div class='refused pending'>Searching the documents…</div>"
         try:
             pipeline = self.service.pipeline(collection)
             text = ""
@@ -102,7 +116,7 @@ class ChatApp:
                 else:
                     text += event.text
                     history[-1]["content"] = text
-                    yield history, "", ""
+                    yield history, "", WRITING
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc}"
             yield history, "", f"<div class='refused'>⚠️ {html.escape(str(exc))}</div>"
@@ -111,8 +125,8 @@ class ChatApp:
         self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True
     ) -> dict[str, Any]:
         """`/chat` for gradio_client: one question in, the answer and its sources out."""
-        pipeline = self.service.pipeline(collection or self.settings.collection)
         try:
+            pipeline = self.service.pipeline(collection or self.settings.collection)
             answer = pipeline.ask(message, top_k=top_k or None, rerank=rerank)
         except RagError as exc:
             raise gr.Error(str(exc)) from None
@@ -140,6 +154,23 @@ class ChatApp:
             message = f"⚠️ {exc}"
         rows, picker, _ = self._documents_view(collection)
         return message, rows, picker
+
+    def confirm_delete(self, doc_id: str | None, collection: str) -> tuple[Any, str]:
+        """The first click only asks: deleting cannot be undone."""
+        if not doc_id:
+            return gr.update(visible=False), "Pick a document to delete."
+        docs = {str(d.get("doc_id")): str(d.get("source")) for d in self._documents_or_none(collection)}
+        if doc_id not in docs:
+            return gr.update(visible=False), "That document is no longer in this collection."
+        return gr.update(
+            visible=True
+        ), f"Delete **{docs[doc_id]}** from {collection!r}? This cannot be undone."
+
+    def _documents_or_none(self, collection: str) -> list[dict[str, Any]]:
+        try:
+            return self.service.documents(collection)
+        except RagError:
+            return []
 
     def delete(self, doc_id: str | None, collection: str) -> tuple[str, list[list[Any]], Any]:
         if not doc_id:
@@ -169,6 +200,21 @@ class ChatApp:
         ]
         choices = [(str(d.get("source")), str(d.get("doc_id"))) for d in docs]
         return rows, gr.update(choices=choices, value=None), None
+
+    def collection_choices(self, current: str | None = None) -> Any:
+        try:
+            names = self.service.collections()
+        except RagError:
+            names = [self.settings.collection]
+        return gr.update(choices=names, value=current if current in names else self.settings.collection)
+
+    def create_collection(self, name: str) -> tuple[Any, str, str]:
+        """Create the named collection and switch to it; typing a name creates nothing."""
+        try:
+            created = self.service.create_collection(name)
+        except RagError as exc:
+            return gr.update(), f"⚠️ {exc}", name
+        return self.collection_choices(created), f"Created collection {created!r}.", ""
 
     def _status_md(self, collection: str) -> str:
         status = self.service.status(collection)
@@ -201,14 +247,36 @@ class ChatApp:
                 uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
                 ingest_button = gr.Button("Ingest uploads", variant="primary")
                 docs_table = gr.Dataframe(
-                    headers=["source", "type", "chunks", "pages", "ingested"], interactive=False, wrap=True
+                    headers=["source", "type", "chunks", "pages", "ingested"],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="documents-table",
                 )
                 with gr.Row():
-                    doc_pick = gr.Dropdown(label="Document", choices=[], scale=3)
-                    delete_button = gr.Button("Delete document", variant="stop", scale=1)
+                    doc_pick = gr.Dropdown(label="Document", choices=[], scale=3, elem_id="document-pick")
+                    delete_button = gr.Button("Delete document", variant="stop", scale=1, elem_id="delete")
                     refresh_button = gr.Button("Refresh", scale=1)
+                with gr.Row(visible=False, elem_id="confirm-delete") as confirm_row:
+                    confirm_text = gr.Markdown()
+                    confirm_button = gr.Button("Delete", variant="stop", scale=0, elem_id="confirm")
+                    cancel_button = gr.Button("Cancel", scale=0, elem_id="cancel")
             with gr.Tab("Settings"):
-                collection = gr.Textbox(label="Collection", value=self.settings.collection)
+                with gr.Row():
+                    collection = gr.Dropdown(
+                        label="Collection",
+                        choices=[self.settings.collection],
+                        value=self.settings.collection,
+                        elem_id="collection",
+                        scale=2,
+                    )
+                    new_name = gr.Textbox(
+                        label="New collection",
+                        placeholder="letters, digits, - or _",
+                        elem_id="new-collection",
+                        scale=2,
+                    )
+                    create = gr.Button("Create collection", elem_id="create-collection", scale=1)
+                collection_message = gr.Markdown(elem_id="collection-message")
                 top_k = gr.Slider(5, 100, value=self.settings.top_k, step=1, label="Candidates (top-k)")
                 rerank = gr.Checkbox(
                     value=True, label="Rerank with the cross-encoder (when one is configured)"
@@ -224,10 +292,28 @@ class ChatApp:
             ingest_button.click(
                 self.upload, [uploads, collection], doc_outputs, api_name="upload", concurrency_limit=1
             )
-            delete_button.click(self.delete, [doc_pick, collection], doc_outputs, api_name="delete")
+            delete_button.click(
+                self.confirm_delete,
+                [doc_pick, collection],
+                [confirm_row, confirm_text],
+                api_visibility="private",
+            )
+            confirm_button.click(self.delete, [doc_pick, collection], doc_outputs, api_name="delete").then(
+                lambda: gr.update(visible=False), None, confirm_row, api_visibility="private"
+            )
+            cancel_button.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
+            create.click(
+                self.create_collection,
+                [new_name],
+                [collection, collection_message, new_name],
+                api_name="create_collection",
+                concurrency_limit=1,
+            )
             refresh_button.click(self.refresh, [collection], [*doc_outputs, status], api_name="documents")
             collection.change(self.refresh, [collection], [*doc_outputs, status], api_visibility="private")
-            demo.load(self.refresh, [collection], [*doc_outputs, status], api_visibility="private")
+            demo.load(self.collection_choices, [collection], [collection], api_visibility="private").then(
+                self.refresh, [collection], [*doc_outputs, status], api_visibility="private"
+            )
             gr.api(self.chat_api, api_name="chat", concurrency_limit=8)
         return demo
 

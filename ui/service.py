@@ -18,6 +18,7 @@ from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.rerank import reranker_from_settings
+from rag.store import check_collection_name, list_collections, open_store
 
 
 @dataclass
@@ -44,6 +45,32 @@ class RagService:
                 self._pipelines[collection] = found
             return found
 
+    def collections(self) -> list[str]:
+        """Collections that exist, plus the configured one (chat there says how to fill it)."""
+        try:
+            found = list_collections(self.settings)
+        except Exception as exc:  # a Qdrant server that cannot be reached fails in many types
+            raise RagError(f"cannot list the collections: {exc}") from exc
+        with self._lock:
+            found += list(self._pipelines)
+        return sorted({*found, self.settings.collection})
+
+    def create_collection(self, name: str) -> str:
+        """An empty collection, ready for uploads: the only way the UI creates one (besides ingesting)."""
+        name = check_collection_name((name or "").strip())
+        if name in list_collections(self.settings):
+            raise RagError(f"collection {name!r} already exists")
+        self._create(name)
+        return name
+
+    def _create(self, name: str) -> None:
+        embedder = embedder_from_settings(self.settings)
+        store = open_store(self.settings, name, create=True)
+        try:
+            store.ensure_collection(embedder.dimension, embedder.name)
+        finally:
+            store.close()
+
     def close(self) -> None:
         with self._lock:
             for pipeline in self._pipelines.values():
@@ -51,7 +78,7 @@ class RagService:
             self._pipelines.clear()
 
     def uploads_dir(self, collection: str) -> Path:
-        return self.settings.data_dir / "uploads" / collection
+        return self.settings.data_dir / "uploads" / check_collection_name(collection)
 
     def save_uploads(self, collection: str, files: list[str]) -> Upload:
         """Copy uploaded files (zips unpacked, safely) into the collection's upload folder."""
@@ -76,7 +103,9 @@ class RagService:
     def ingest_uploads(
         self, collection: str, on_file: Callable[[int, int], None] | None = None
     ) -> IngestSummary:
-        """Ingest the upload folder in this process, through the collection's open store."""
+        """Ingest the upload folder in this process, through the collection's open store (created if new)."""
+        if collection not in list_collections(self.settings):
+            self._create(check_collection_name(collection))
         pipeline = self.pipeline(collection)
         lock = self._ingest_locks.setdefault(collection, threading.Lock())
         if not lock.acquire(blocking=False):

@@ -71,6 +71,10 @@ class ServerStore:
         except Exception as exc:  # connection errors come in many types
             raise RagError(f"cannot reach Qdrant at {url}: {exc}") from exc
 
+    @property
+    def exists(self) -> bool:
+        return self._exists
+
     def ensure_collection(self, dimension: int, embedder: str) -> None:
         if self._exists:
             return

@@ -60,6 +60,11 @@ def _docs_table(docs: list[dict[str, Any]]) -> str:
 
 def _ask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", help="your question, in quotes")
+    _answer_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+
+
+def _answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, help="candidates from hybrid search (default 30)")
     p.add_argument("--top-n", type=int, help="passages kept after reranking (default 5)")
     p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder, keep the fused order")
@@ -67,35 +72,120 @@ def _ask_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--type", action="append", default=[], help="only this file type (md, pdf, html...); repeatable"
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+
+
+def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
+    from rag.store import SearchFilter
+
+    flt = SearchFilter(path_prefix=args.path, file_types=args.type)
+    return {"top_k": args.top_k, "top_n": args.top_n, "rerank": not args.no_rerank, "flt": flt}
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    import sys
+    from cli.terminal import StatusLine
+    from rag.answer import open_pipeline
 
-    from rag.answer import Answer, open_pipeline
-    from rag.store import SearchFilter
-
+    status = StatusLine()
+    status.show(f"opening collection {settings.collection!r} and loading the models…")
     pipeline = open_pipeline(settings)
-    flt = SearchFilter(path_prefix=args.path, file_types=args.type)
     try:
-        options = {"top_k": args.top_k, "top_n": args.top_n, "rerank": not args.no_rerank, "flt": flt}
         if args.json:
-            print(json.dumps(pipeline.ask(args.question, **options).as_json(), indent=2))
+            status.clear()
+            print(json.dumps(pipeline.ask(args.question, **_answer_options(args)).as_json(), indent=2))
             return 0
-        answer: Answer | None = None
-        for event in pipeline.stream(args.question, **options):
-            if isinstance(event, Answer):
-                answer = event
-            else:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-        assert answer is not None
-        print("\n")
-        print(_sources_text(answer))
+        _print_answer(pipeline, args.question, [], _answer_options(args), status)
     finally:
+        status.clear()
         pipeline.store.close()
     return 0
+
+
+def _print_answer(
+    pipeline: Any, question: str, history: list[Any], options: dict[str, Any], status: Any
+) -> Any:
+    """Stream one answer to stdout (what is happening on the status line meanwhile), then sources and timings."""
+    import sys
+
+    from rag.answer import Answer, Status
+
+    answer: Answer | None = None
+    for event in pipeline.stream(question, history, **options):
+        if isinstance(event, Answer):
+            answer = event
+        elif isinstance(event, Status):
+            status.show(event.text)
+        else:
+            status.clear()
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+    assert answer is not None
+    print("\n")
+    print(_sources_text(answer))
+    print(_timings_text(answer))
+    return answer
+
+
+def _timings_text(answer: Any) -> str:
+    names = {
+        "retrieve_ms": "retrieve",
+        "rerank_ms": "rerank",
+        "first_token_ms": "first token",
+        "total_ms": "total",
+    }
+    parts = [
+        f"{label} {answer.timings[key] / 1000:.2f} s" for key, label in names.items() if key in answer.timings
+    ]
+    return "(" + " · ".join(parts) + ")"
+
+
+def _chat_args(p: argparse.ArgumentParser) -> None:
+    _answer_args(p)
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    """An interactive session: each question sees the conversation so far, so follow-ups work."""
+    import readline  # noqa: F401  (line editing and history for input())
+
+    from cli.terminal import StatusLine
+    from rag.answer import Turn, open_pipeline
+    from rag.errors import RagError
+
+    status = StatusLine()
+    status.show(f"opening collection {settings.collection!r} and loading the models…")
+    pipeline = open_pipeline(settings)
+    status.clear()
+    llm = pipeline.llm.info.describe() if pipeline.llm else "no LLM"
+    print(f"Chatting with collection {settings.collection!r} ({llm}). /new starts over; Ctrl-D quits.")
+    history: list[Turn] = []
+    try:
+        while (question := _read_question()) is not None:
+            if question == "/new":
+                history = []
+                print("(new conversation)")
+                continue
+            try:
+                answer = _print_answer(pipeline, question, history, _answer_options(args), status)
+            except RagError as exc:
+                status.clear()
+                print(f"error: {exc}")
+                continue
+            history += [Turn("user", question), Turn("assistant", answer.answer)]
+    finally:
+        status.clear()
+        pipeline.store.close()
+    return 0
+
+
+def _read_question() -> str | None:
+    """The next non-empty line, or None at end of input."""
+    while True:
+        try:
+            line = input("\n> ").strip()
+        except EOFError:
+            print()
+            return None
+        if line:
+            return line
 
 
 def _sources_text(answer: Any) -> str:
@@ -254,6 +344,7 @@ COMMANDS: dict[str, Command] = {
     "ingest": ("Ingest a folder into the collection (incremental).", _ingest_args, _ingest),
     "docs": ("List the documents of the collection.", _docs_args, _docs),
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
+    "chat": ("Chat in the terminal: follow-up questions see the conversation.", _chat_args, _chat),
     "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
     "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),
     "train-reranker": (

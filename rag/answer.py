@@ -97,6 +97,13 @@ class Token:
 
 
 @dataclass
+class Status:
+    """What the pipeline is doing now, before the answer's tokens come: for signs of life."""
+
+    text: str
+
+
+@dataclass
 class Turn:
     role: str  # "user" or "assistant"
     content: str
@@ -136,11 +143,14 @@ class ChatPipeline:
         top_n: int | None = None,
         rerank: bool = True,
         flt: SearchFilter | None = None,
-    ) -> Iterator[Token | Answer]:
-        """Tokens of the answer as they come, then the finished Answer."""
+    ) -> Iterator[Status | Token | Answer]:
+        """What it is doing, the answer's tokens as they come, then the finished Answer."""
         started = time.perf_counter()
         question = question.strip()
+        if history and self.llm is not None:
+            yield Status("rewriting the follow-up question…")
         standalone = self.condense(question, history or [])
+        yield Status("searching the documents…")
         result = Answer(question, standalone, reranker=self._reranker_label(rerank))
         result.llm = asdict(self.llm.info) if self.llm else {}
         prompt = self._select(
@@ -150,6 +160,7 @@ class ChatPipeline:
             result.answer, result.refused = REFUSAL, True
             yield Token(REFUSAL)
         else:
+            yield Status(f"generating the answer ({self.llm.info.describe() if self.llm else 'no LLM'})…")
             yield from self._generate(prompt, result)
         result.timings["total_ms"] = _ms(started)
         yield result

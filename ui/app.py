@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from rag.answer import Answer, Source, Turn
+from rag.answer import Answer, Source, Status, Turn
 from rag.config import Settings
 from rag.errors import RagError
 from ui.service import RagService
@@ -26,7 +26,6 @@ CSS = """
 """
 
 ChatHistory = list[dict[str, Any]]
-WRITING = "<div class='refused pending'>Writing the answer…</div>"
 _PROGRESS = gr.Progress()  # Gradio injects a live tracker for a parameter whose default is a Progress
 
 
@@ -74,6 +73,11 @@ def looks_like_code(text: str) -> bool:
     return bool(lines) and sum(bool(_CODE_LINE.search(line)) for line in lines) >= max(2, len(lines) // 4)
 
 
+def _pending(text: str) -> str:
+    """A sign of life in the sources panel while the answer is on its way (`pending`: not final)."""
+    return f"<div class='refused pending'>{html.escape(text[:1].upper() + text[1:])}</div>"
+
+
 def _turns(history: ChatHistory) -> list[Turn]:
     return [Turn(m["role"], _plain(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
 
@@ -105,7 +109,7 @@ class ChatApp:
             return
         prior = _turns(history)
         history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        yield history, "", "<div class='refused pending'>Searching the documents…</div>"
+        yield history, "", _pending("Opening the collection…")
         try:
             pipeline = self.service.pipeline(collection)
             text = ""
@@ -113,10 +117,12 @@ class ChatApp:
                 if isinstance(event, Answer):
                     history[-1]["content"] = _final_text(event)
                     yield history, "", render_sources(event)
+                elif isinstance(event, Status):
+                    yield history, "", _pending(event.text)
                 else:
                     text += event.text
                     history[-1]["content"] = text
-                    yield history, "", WRITING
+                    yield history, "", _pending("Writing the answer…")
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc}"
             yield history, "", f"<div class='refused'>⚠️ {html.escape(str(exc))}</div>"

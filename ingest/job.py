@@ -11,7 +11,6 @@ import fnmatch
 import hashlib
 import logging
 import queue
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,9 +22,10 @@ from typing import Any
 
 from ingest.chunking import Chunk, Chunker
 from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
+from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.config import Settings
-from rag.embedder import Embedder, embedder_from_settings
+from rag.embedder import LazyEmbedder, TextEmbedder
 from rag.errors import RagError
 from rag.sparse import bm25_document
 from rag.store import PointData, VectorStore, open_store
@@ -35,7 +35,7 @@ from rag.tokens import count_tokens
 log = logging.getLogger("rag.ingest")
 
 PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
-# Chunks embedded in one call (sentence-transformers sorts a call's texts by length). Groups of 16 batches ran
+# Chunks embedded together, sorted by length across the group so batches pad little. Groups of 16 batches ran
 # within this VM's noise of groups of 4 (README), and smaller groups finish files sooner.
 EMBED_GROUP_BATCHES = 4
 
@@ -49,8 +49,9 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunks: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # without load_seconds, so chunks_per_s stays a throughput
     embed_seconds: float = 0.0
+    load_seconds: float = 0.0
 
     @property
     def chunks_per_s(self) -> float:
@@ -66,16 +67,20 @@ class IngestSummary:
             "failed": len(self.failed),
             "chunks_written": self.chunks,
             "seconds": round(self.seconds, 2),
+            "load_seconds": round(self.load_seconds, 2),
             "chunks_per_s": round(self.chunks_per_s, 1),
             "skipped_files": [{"source": s, "reason": r} for s, r in self.skipped],
             "failed_files": [{"source": s, "reason": r} for s, r in self.failed],
         }
 
     def render(self) -> str:
+        written = f"chunks written {self.chunks} in {self.seconds:.1f} s ({self.chunks_per_s:.1f} chunks/s)"
+        if self.load_seconds >= 0.05:
+            written += f", after {self.load_seconds:.1f} s loading the embedder"
         lines = [
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}, "
             f"skipped {len(self.skipped)}, failed {len(self.failed)}",
-            f"chunks written {self.chunks} in {self.seconds:.1f} s ({self.chunks_per_s:.1f} chunks/s)",
+            written,
         ]
         if not (self.added or self.updated or self.deleted):
             lines.append("nothing changed: no file was embedded")
@@ -119,21 +124,23 @@ def file_hash(path: Path) -> str:
 
 
 class IngestJob:
-    def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder) -> None:
+    """embedder: a loaded one, or by default the settings' one, loaded only once some file must be embedded."""
+
+    def __init__(self, settings: Settings, store: VectorStore, embedder: TextEmbedder | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.embedder = embedder
+        self.embedder: TextEmbedder = embedder if embedder is not None else LazyEmbedder(settings)
         self.chunker = Chunker(
             count_tokens,
             settings.chunk_tokens,
             settings.chunk_overlap,
-            fits_window=lambda text: embedder.count_tokens(text) <= embedder.max_tokens,
+            fits_window=lambda text: self.embedder.count_tokens(text) <= self.embedder.max_tokens,
         )
-        self.store.ensure_collection(embedder.dimension, embedder.name)
+        name = self.embedder.name
         meta = self.store.collection_meta() or {}
-        if meta.get("embedder") not in (None, embedder.name):
+        if meta.get("embedder") not in (None, name):
             raise RagError(
-                f"this collection was built with embedder {meta['embedder']!r}, not {embedder.name!r}: "
+                f"this collection was built with embedder {meta['embedder']!r}, not {name!r}: "
                 "use another --collection or the same embedder"
             )
 
@@ -144,16 +151,26 @@ class IngestJob:
         root = root.expanduser().resolve()
         if not root.is_dir():
             raise RagError(f"{root} is not a folder")
+        shown = IngestProgress(progress, on_file)
+        shown.note(f"scanning {root}…")
         summary = IngestSummary()
         root_key = str(root)
         records = {r["source"]: r for r in self.store.document_records(root_key)}
         found = [f for f in scan(root) if not _excluded(f.source, self.settings.ingest_exclude)]
         work = self._plan(root_key, found, records, summary)
         self._delete_removed(found, records, summary)
-        self._process(work, summary, progress, on_file)
-        self.store.finish()
-        summary.seconds = time.perf_counter() - started
+        shown.note(self._plan_line(work, summary))
+        self._process(work, summary, shown)
+        if work or summary.deleted:  # optimizing an untouched shard costs time and changes nothing
+            self.store.finish()
+        summary.seconds = time.perf_counter() - started - summary.load_seconds
         return summary
+
+    def _plan_line(self, work: list[_Doc], summary: IngestSummary) -> str:
+        line = f"{len(work)} files to ingest ({summary.unchanged} unchanged)"
+        if work and isinstance(self.embedder, LazyEmbedder) and not self.embedder.loaded:
+            line += "; loading the embedder…"
+        return line
 
     def _plan(
         self, root: str, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
@@ -199,50 +216,42 @@ class IngestJob:
                 self.store.delete_document(record["doc_id"])
                 summary.deleted += 1
 
-    def _process(
-        self,
-        work: list[_Doc],
-        summary: IngestSummary,
-        progress: bool | None,
-        on_file: Callable[[int, int], None] | None,
-    ) -> None:
+    def _process(self, work: list[_Doc], summary: IngestSummary, progress: IngestProgress) -> None:
         if not work:
             return
-        from tqdm import tqdm
-
-        show = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(total=len(work), unit="file", disable=not show, dynamic_ncols=True)
+        # Loaded here, before the parser thread needs its tokenizer, so a load error stops the run instead of
+        # failing every file.
+        loading = time.perf_counter()
+        dimension = self.embedder.dimension
+        summary.load_seconds = time.perf_counter() - loading
+        self.store.ensure_collection(dimension, self.embedder.name)
         items: queue.Queue[_Part | _Failed | None] = queue.Queue(maxsize=32)
         stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(work, items, stop), daemon=True)
+        producer = threading.Thread(target=self._produce, args=(work, items, stop, progress), daemon=True)
         producer.start()
-        writer = _Writer(self, summary)
-        done = 0
-
-        def finished(count: int) -> None:
-            nonlocal done
-            for _ in range(count):
-                done += 1
-                bar.update(1)
-                if on_file:
-                    on_file(done, len(work))
-            bar.set_postfix(chunks=summary.chunks)
-
+        writer = _Writer(self, summary, progress)
+        progress.start(len(work))
         try:
             while (item := items.get()) is not None:
                 writer.take(item)
-                finished(writer.flush_if_full())
-            finished(writer.flush())
+                progress.files_finished(writer.flush_if_full())
+            progress.files_finished(writer.flush())
         finally:
             stop.set()  # a failed write must not leave the parser thread blocked on a full queue
-            bar.close()
+            progress.close()
 
     def _produce(
-        self, work: list[_Doc], items: queue.Queue[_Part | _Failed | None], stop: threading.Event
+        self,
+        work: list[_Doc],
+        items: queue.Queue[_Part | _Failed | None],
+        stop: threading.Event,
+        progress: IngestProgress,
     ) -> None:
         try:
             for doc in work:
                 for item in self._parts(doc):
+                    if isinstance(item, _Part):
+                        progress.chunks_found(len(item.chunks))
                     if not _put(items, item, stop):
                         return
         finally:
@@ -297,15 +306,15 @@ def _put(
 class _Writer:
     """Batches chunks across documents for the embedder, then writes each document in crash-safe order."""
 
-    def __init__(self, job: IngestJob, summary: IngestSummary) -> None:
+    def __init__(self, job: IngestJob, summary: IngestSummary, progress: IngestProgress) -> None:
         self.job = job
         self.store = job.store
         self.summary = summary
+        self.progress = progress
         self.pending: list[_Part | _Failed] = []
         self.pending_chunks: list[Chunk] = []
-        self.started: set[str] = set()
+        self.started: dict[str, str] = {}  # doc_id -> when its first part was written, its ingested_at
         self.pages: dict[str, set[int]] = {}
-        self.now = datetime.now(UTC).isoformat(timespec="seconds")
 
     def take(self, item: _Part | _Failed) -> None:
         self.pending.append(item)
@@ -319,9 +328,10 @@ class _Writer:
         return 0
 
     def flush(self) -> int:
-        """Embed pending chunks in one call (sentence-transformers sorts them by length) and write them."""
+        """Embed pending chunks (sorted by length across the group) and write them; returns files finished."""
         started = time.perf_counter()
-        vectors = self.job.embedder.embed([c.embed_text() for c in self.pending_chunks])
+        texts = [c.embed_text() for c in self.pending_chunks]
+        vectors = self.job.embedder.embed(texts, on_batch=self.progress.embedded)
         self.summary.embed_seconds += time.perf_counter() - started
         finished = 0
         cursor = 0
@@ -351,7 +361,7 @@ class _Writer:
         doc = part.doc
         if doc.doc_id not in self.started:
             self.store.delete_document(doc.doc_id)
-            self.started.add(doc.doc_id)
+            self.started[doc.doc_id] = datetime.now(UTC).isoformat(timespec="seconds")
         base = self._base_payload(doc)
         points = [
             PointData(
@@ -391,7 +401,7 @@ class _Writer:
         }
         self.store.upsert([PointData(id=doc.doc_id, payload=record)])
         log.info("wrote %s (%d chunks)", doc.found.source, total)
-        self.started.discard(doc.doc_id)
+        del self.started[doc.doc_id]
         if doc.is_update:
             self.summary.updated += 1
         else:
@@ -407,7 +417,7 @@ class _Writer:
             "dirs": ["/".join(parts[: i + 1]) for i in range(len(parts))],
             "file_type": file_type(doc.found.path),
             "content_hash": doc.content_hash,
-            "ingested_at": self.now,
+            "ingested_at": self.started[doc.doc_id],
         }
 
 
@@ -422,10 +432,9 @@ def ingest_folder(
     progress: bool | None = None,
     on_file: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
-    """Open the store and embedder from settings and run one ingestion of root."""
-    embedder = embedder_from_settings(settings)
+    """Open the store from settings and run one ingestion of root; the embedder loads only if a file changed."""
     store = open_store(settings)
     try:
-        return IngestJob(settings, store, embedder).run(root, progress, on_file)
+        return IngestJob(settings, store).run(root, progress, on_file)
     finally:
         store.close()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -56,12 +57,26 @@ class Embedder:
             return len(self._word_pieces.encode(text).ids)
         return len(self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Vectors in the order of texts; on_batch, if given, hears each batch's size as soon as it is done."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if on_batch is None:
+            return self._encode(list(texts))
+        # Longest first, as sentence-transformers orders one call's texts, so each batch pads as little as in a
+        # single call; one call per batch is what lets the caller hear of each batch.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            vectors[batch] = self._encode([texts[i] for i in batch])
+            on_batch(len(batch))
+        return vectors
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         # No lock: inference forwards are thread-safe, and a chat query must not wait for an ingestion batch.
         vectors = self.model.encode(
-            list(texts),
+            texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
@@ -112,11 +127,16 @@ def _untruncated_tokenizer(tokenizer: Any) -> Any:
     return backend
 
 
-@lru_cache(maxsize=4)
 def get_embedder(
     name: str = PACKAGED_EMBEDDER, batch_size: int = 64, threads: int = 0, precision: str = "auto"
 ) -> Embedder:
     """One loaded model per process and name: loading costs seconds."""
+    return _cached_embedder(name, batch_size, threads, precision)
+
+
+@lru_cache(maxsize=4)
+def _cached_embedder(name: str, batch_size: int, threads: int, precision: str) -> Embedder:
+    # Every argument passed positionally: lru_cache keys get_embedder() and get_embedder(name, 64, ...) apart.
     return Embedder(name, batch_size, threads, precision)
 
 
@@ -124,3 +144,59 @@ def embedder_from_settings(settings: Settings) -> Embedder:
     return get_embedder(
         settings.embed_model, settings.embed_batch_size, settings.embed_threads, settings.embed_precision
     )
+
+
+class TextEmbedder(Protocol):
+    """What ingestion needs of an embedder, loaded or not."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+
+class LazyEmbedder:
+    """The settings' embedder, loaded on first use: loading imports torch and the model (seconds), and a run
+    with nothing to embed needs only the name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.embed_model
+        self._settings = settings
+        self._model: Embedder | None = None
+        # The parser thread's token counts and the writer's embeds may both be first to need the model.
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> Embedder:
+        with self._lock:
+            if self._model is None:
+                self._model = embedder_from_settings(self._settings)
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        return self.load().dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self.load().max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self.load().count_tokens(text)
+
+    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.load().embed(texts, on_batch)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.load().embed_query(text)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from ingest.job import IngestJob, IngestSummary
 from rag.config import Settings
 from rag.embedder import Embedder
 from rag.store import open_store
-from tests.conftest import RAG_BIN, cli_env
+from tests.conftest import RAG_BIN, REPO, cli_env
 from tests.docs_factory import make_corpus, write_pdf
 
 
@@ -244,3 +246,60 @@ def snapshot_records(settings: Settings) -> list[dict[str, Any]]:
         return store.document_records()
     finally:
         store.close()
+
+
+# `rag ingest ...` in a fresh interpreter, then which model libraries that run imported.
+LOAD_PROBE = (
+    "import sys; from cli.main import main; code = main(sys.argv[1:]); "
+    "print('models imported:', sorted({'torch', 'sentence_transformers'} & set(sys.modules))); sys.exit(code)"
+)
+
+
+def probe_ingest(root: Path, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", LOAD_PROBE, "ingest", str(root), "--no-progress"]
+    return subprocess.run(
+        command, env=cli_env(data) | env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_unchanged_rerun_loads_no_model(tmp_path: Path) -> None:
+    root = make_corpus(tmp_path / "corpus")
+    data = tmp_path / "data"
+    first = probe_ingest(root, data)
+    assert first.returncode == 0, first.stderr
+    assert "models imported: ['sentence_transformers', 'torch']" in first.stdout  # the probe sees a load
+    assert "scanning" not in first.stderr and "chunks" not in first.stderr  # --no-progress shows none
+    again = probe_ingest(root, data)
+    assert again.returncode == 0, again.stderr
+    assert "unchanged 7" in again.stdout and "models imported: []" in again.stdout
+    assert again.stderr == ""  # --no-progress: not a word beyond the summary
+    other = probe_ingest(root, data, RAG_EMBED_MODEL="some-other-embedder")
+    assert other.returncode == 2
+    assert "built with embedder 'packaged:all-MiniLM-L6-v2', not 'some-other-embedder'" in other.stderr
+    assert "models imported: []" in other.stdout  # the mismatch is found from the name alone
+
+
+def test_each_document_records_when_it_was_written(
+    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest.job, "EMBED_GROUP_BATCHES", 1)
+    settings = settings.model_copy(update={"embed_batch_size": 1})  # one chunk per write: one file each
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "a.md").write_text("# Alpacas\n\nAlpacas hum when they are curious.\n")
+    (root / "b.md").write_text("# Llamas\n\nLlamas guard sheep.\n")
+
+    def slow_first_file(done: int, total: int) -> None:
+        if done == 1:
+            time.sleep(1.1)  # ingested_at has whole seconds
+
+    store = open_store(settings)
+    try:
+        IngestJob(settings, store, embedder).run(root, progress=False, on_file=slow_first_file)
+        records = store.document_records()
+        chunk_times = {c["ingested_at"] for r in records for c in store.chunks_of(r["doc_id"])}
+    finally:
+        store.close()
+    record_times = {r["ingested_at"] for r in records}
+    assert len(records) == 2 and len(record_times) == 2
+    assert chunk_times == record_times  # a document's chunks carry its own time

@@ -1,0 +1,63 @@
+"""What `rag ingest` tells a person at a terminal while it works, on stderr; nothing when progress is off.
+
+The bar counts chunks embedded, because that is what moves: a run of a few large files would otherwise sit at
+0/N files for minutes. Its total is the chunks the parser has found so far, which grows until parsing ends.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class IngestProgress:
+    def __init__(self, show: bool | None, on_file: Callable[[int, int], None] | None = None) -> None:
+        self.show = sys.stderr.isatty() if show is None else show
+        self.on_file = on_file
+        self.found = 0  # written by the parser thread only, read by the writer
+        self.files_done = 0
+        self.files_total = 0
+        self._bar: Any = None
+
+    def note(self, message: str) -> None:
+        if self.show:
+            print(message, file=sys.stderr, flush=True)
+
+    def start(self, files: int) -> None:
+        self.files_total = files
+        if self.show:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.found or None,
+                unit=" chunks",
+                desc="embedding",
+                postfix=f"files 0/{files}",
+                dynamic_ncols=True,
+            )
+
+    def chunks_found(self, count: int) -> None:
+        self.found += count
+
+    def embedded(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.total = max(self.found, self._bar.n + count)
+            self._bar.update(count)
+
+    def files_finished(self, count: int) -> None:
+        for _ in range(count):
+            self.files_done += 1
+            if self.on_file:
+                self.on_file(self.files_done, self.files_total)
+        if count:
+            self._set_files()
+
+    def _set_files(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"files {self.files_done}/{self.files_total}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -160,7 +160,7 @@ class ChatPipeline:
             result.answer, result.refused = REFUSAL, True
             yield Token(REFUSAL)
         else:
-            yield Status(f"generating the answer ({self.llm.info.describe() if self.llm else 'no LLM'})…")
+            yield Status(self._generating())
             yield from self._generate(prompt, result)
         result.timings["total_ms"] = _ms(started)
         yield result
@@ -285,6 +285,13 @@ class ChatPipeline:
             kept.append(turn)
             used += cost
         return list(reversed(kept))
+
+    def _generating(self) -> str:
+        if self.llm is None:
+            return "generating the answer…"
+        ahead = self.llm.queued()
+        wait = f"; waiting for {ahead} other question{'s' if ahead > 1 else ''} first" if ahead else ""
+        return f"generating the answer ({self.llm.info.describe()}){wait}…"
 
     def _reranker_label(self, rerank: bool) -> str:
         if not rerank:

@@ -99,7 +99,18 @@ class LLMClient:
             log.warning("the model at %s returned an empty answer (attempt %d)", self.host, attempt)
         raise RagError(f"the model at {self.host} returned an empty answer twice; try again or rephrase")
 
+    def queued(self) -> int:
+        """Requests the embedded server is busy with or holds in its queue (0 for remote endpoints)."""
+        return self.server.in_flight if self.server else 0
+
     def _stream_once(self, messages: list[Message], max_tokens: int, temperature: float) -> Iterator[str]:
+        if self.server is None:
+            yield from self._request(messages, max_tokens, temperature)
+            return
+        with self.server.request():
+            yield from self._request(messages, max_tokens, temperature)
+
+    def _request(self, messages: list[Message], max_tokens: int, temperature: float) -> Iterator[str]:
         response = self.client.chat.completions.create(
             model=self.model,
             messages=messages,  # type: ignore[arg-type]

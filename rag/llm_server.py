@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +122,7 @@ class EmbeddedServer:
         self.port = _free_port()
         self.restarts = 0
         self.last_exit: str | None = None
+        self.in_flight = 0  # requests sent and not yet answered: the server answers one at a time
         self._lock = threading.Lock()
         self.process = self._start()
         atexit.register(self.stop)
@@ -132,6 +134,17 @@ class EmbeddedServer:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Count a request while it waits for and gets its answer."""
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def died(self) -> str | None:
         """How the server ended, or None while it runs."""

@@ -103,9 +103,12 @@ def test_concurrent_questions_each_get_a_full_answer(server: EmbeddedServer) -> 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout=300)
+    most_queued = 0
+    while any(t.is_alive() for t in threads):
+        most_queued = max(most_queued, client.queued())
+        time.sleep(0.02)
     assert not errors
+    assert most_queued >= 2 and client.queued() == 0  # the wait a status line reports, and none left over
     assert sorted(answers) == [0, 1, 2] and all(a.strip() for a in answers.values()), answers
 
 

@@ -29,7 +29,7 @@ import qdrant_edge as qe
 import rag  # noqa: F401  (offline environment)
 from rag.sparse import bm25_document, bm25_query
 from rag.store.base import DENSE, PointData
-from rag.store.edge import EdgeStore, _edge_filter
+from rag.store.edge import EdgeStore, edge_filter
 
 WORDS = [f"w{i}" for i in range(20000)]
 DIM = 384
@@ -173,7 +173,7 @@ def points_like(data_dir: Path, collection: str, qa: Path, rng: np.random.Genera
         while True:
             records, offset = store.shard.scroll(
                 qe.ScrollRequest(
-                    offset=offset, limit=1000, filter=_edge_filter(None), with_payload=True, with_vector=True
+                    offset=offset, limit=1000, filter=edge_filter(None), with_payload=True, with_vector=True
                 )
             )
             for record in records:

@@ -7,49 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import qdrant_edge as qe
 
 from rag.errors import RagError, StoreLockedError
-from rag.store.base import (
-    DENSE,
-    KEYWORD_FIELDS,
-    KIND_CHUNK,
-    KIND_DOC,
-    KIND_META,
-    META_ID,
-    SPARSE,
-    Hit,
-    PointData,
-    SearchFilter,
-    SparseVec,
-)
+from rag.store.base import KIND_CHUNK, SearchFilter
+from rag.store.qdrant import CollectionSpec, Nearest, QdrantStore, Row, Vector, build_filter, native_vector
 
-RRF_K = 60
-HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
-_DENSE_PARAMS = qe.SearchParams(hnsw_ef=HNSW_EF)
-_RRF: Any = qe.Fusion.Rrf(k=RRF_K)  # Any: the stub's query union omits Fusion's inner classes
-SCROLL_PAGE = 1000
-
-
-def _match(key: str, value: str) -> qe.FieldCondition:
-    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
-
-
-def _edge_filter(flt: SearchFilter | None, kind: str | None = KIND_CHUNK) -> qe.Filter | None:
-    must: list[Any] = [_match("kind", kind)] if kind else []
-    if flt and flt.path_prefix:
-        prefix = flt.path_prefix.strip("/")
-        must.append(qe.Filter(should=[_match("source", prefix), _match("dirs", prefix)]))
-    if flt and flt.file_types:
-        must.append(
-            qe.FieldCondition(key="file_type", match=qe.MatchAny([t.lower() for t in flt.file_types]))
-        )
-    return qe.Filter(must=must) if must else None
-
-
-def _sparse(vec: SparseVec) -> qe.SparseVector:
-    return qe.SparseVector(indices=vec.indices, values=vec.values)
+FULL_SCAN_THRESHOLD = 10000  # qdrant-edge has no default; this is the server's
 
 
 class _DirLock:
@@ -78,8 +42,20 @@ class _DirLock:
             self._fd = -1
 
 
-class EdgeStore:
-    """One qdrant-edge shard per collection, under `<data_dir>/collections/<name>/shard`."""
+def _params(search: Nearest) -> qe.SearchParams | None:
+    return qe.SearchParams(hnsw_ef=search.ef) if search.ef else None
+
+
+def _native(vector: Vector) -> list[float] | qe.SparseVector:
+    return native_vector(vector, qe.SparseVector)
+
+
+def _query(search: Nearest) -> qe.Query:
+    return qe.Query.Nearest(_native(search.vector), using=search.using)
+
+
+class EdgeEngine:
+    """The engine adapter over one qdrant-edge shard in `folder/shard`, held under the folder's lock."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -95,139 +71,87 @@ class EdgeStore:
                 raise RagError(f"cannot open the store at {shard_dir}: {exc}") from exc
 
     @property
+    def exists(self) -> bool:
+        return self._shard is not None
+
+    @property
     def shard(self) -> qe.EdgeShard:
         if self._shard is None:
             raise RagError(f"collection at {self.folder} is empty: run `rag ingest` first")
         return self._shard
 
-    def ensure_collection(self, dimension: int, embedder: str) -> None:
-        if self._shard is None:
-            config = qe.EdgeConfig(
-                vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
-                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-                hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=128, full_scan_threshold=10000),
-            )
-            self._shard = qe.EdgeShard.create(str(self.folder / "shard"), config)
-            for name in KEYWORD_FIELDS:
-                self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-            meta = {"kind": KIND_META, "embedder": embedder, "dimension": dimension}
-            self.upsert([PointData(id=META_ID, payload=meta)])
-            self._shard.flush()
-
-    def collection_meta(self) -> dict[str, Any] | None:
-        if self._shard is None:
-            return None
-        records = self._shard.retrieve([META_ID], with_payload=True, with_vector=False)
-        return dict(records[0].payload or {}) if records else None
-
-    def upsert(self, points: list[PointData]) -> None:
-        if not points:
-            return
-        self.shard.update(qe.UpdateOperation.upsert_points([self._point(p) for p in points]))
+    @staticmethod
+    def match(key: str, value: str) -> qe.FieldCondition:
+        return qe.FieldCondition(key=key, match=qe.MatchValue(value))
 
     @staticmethod
-    def _point(p: PointData) -> qe.Point:
-        vector: dict[str, Any] = {}
-        if p.dense is not None:
-            vector[DENSE] = p.dense
-        if p.sparse is not None and p.sparse.indices:
-            vector[SPARSE] = _sparse(p.sparse)
-        return qe.Point(id=p.id, vector=vector, payload=p.payload)
+    def match_any(key: str, values: list[str]) -> qe.FieldCondition:
+        return qe.FieldCondition(key=key, match=qe.MatchAny(values))
 
-    def delete_document(self, doc_id: str) -> None:
-        self.shard.update(
-            qe.UpdateOperation.delete_points_by_filter(qe.Filter(must=[_match("doc_id", doc_id)]))
+    @staticmethod
+    def filter(must: list[Any] | None = None, should: list[Any] | None = None) -> qe.Filter:
+        return qe.Filter(must=must, should=should)
+
+    def create(self, spec: CollectionSpec) -> None:
+        config = qe.EdgeConfig(
+            vectors={spec.dense: qe.EdgeVectorParams(size=spec.dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={spec.sparse: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            hnsw_config=qe.HnswIndexConfig(
+                m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD
+            ),
         )
+        self._shard = qe.EdgeShard.create(str(self.folder / "shard"), config)
+        for name in spec.keyword_fields:
+            self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+
+    def upsert(self, points: list[Row]) -> None:
+        native = [
+            qe.Point(id=i, vector={k: _native(v) for k, v in vs.items()}, payload=pl) for i, vs, pl in points
+        ]
+        self.shard.update(qe.UpdateOperation.upsert_points(native))
+
+    def delete(self, where: qe.Filter) -> None:
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(where))
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.shard.update(qe.UpdateOperation.set_payload([point_id], payload))
 
-    def _scroll(self, flt: qe.Filter | None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        offset = None
-        while True:
-            records, offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, filter=flt, with_payload=True)
-            )
-            out.extend(dict(r.payload or {}) for r in records)
-            if offset is None:
-                return out
+    def retrieve(self, point_id: str) -> list[qe.Record]:
+        return self.shard.retrieve([point_id], with_payload=True, with_vector=False)
 
-    def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
-        if self._shard is None:
-            return []
-        must: list[Any] = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
-        return self._scroll(qe.Filter(must=must))
-
-    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
-        return self._scroll(qe.Filter(must=[_match("kind", KIND_CHUNK), _match("doc_id", doc_id)]))
-
-    def count_chunks(self) -> int:
-        if self._shard is None:
-            return 0
-        return int(self._shard.count(qe.CountRequest(filter=_edge_filter(None))))
-
-    def _hits(self, points: list[qe.ScoredPoint]) -> list[Hit]:
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
-
-    def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(vector, using=DENSE),
-            filter=_edge_filter(flt),
-            with_payload=True,
-            params=_DENSE_PARAMS,
+    def scroll(self, where: qe.Filter, offset: Any, limit: int) -> tuple[list[qe.Record], Any]:
+        return self.shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=limit, filter=where, with_payload=True)
         )
-        hits = self._hits(self.shard.query(request))
-        for h in hits:
-            h.dense_score = h.score
-        return hits
 
-    def search_sparse(self, vector: SparseVec, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def count(self, where: qe.Filter) -> int:
+        return int(self.shard.count(qe.CountRequest(filter=where)))
+
+    def nearest(self, search: Nearest) -> list[qe.ScoredPoint]:
         request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(_sparse(vector), using=SPARSE),
-            filter=_edge_filter(flt),
+            limit=search.limit,
+            query=_query(search),
+            filter=search.where,
             with_payload=True,
+            params=_params(search),
         )
-        return self._hits(self.shard.query(request))
+        return self.shard.query(request)
 
-    def search_hybrid(
-        self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
-    ) -> list[Hit]:
-        edge_filter = _edge_filter(flt)
+    def rrf(self, searches: list[Nearest], k: int, limit: int, with_vector: str) -> list[qe.ScoredPoint]:
         prefetches = [
-            qe.Prefetch(
-                limit=limit,
-                query=qe.Query.Nearest(dense, using=DENSE),
-                filter=edge_filter,
-                params=_DENSE_PARAMS,
-            )
+            qe.Prefetch(limit=s.limit, query=_query(s), filter=s.where, params=_params(s)) for s in searches
         ]
-        if sparse.indices:
-            prefetches.append(
-                qe.Prefetch(
-                    limit=limit, query=qe.Query.Nearest(_sparse(sparse), using=SPARSE), filter=edge_filter
-                )
-            )
+        fusion: Any = qe.Fusion.Rrf(k=k)  # Any: the stub's query union omits Fusion's inner classes
         request = qe.QueryRequest(
-            limit=limit,
-            prefetches=prefetches,
-            query=_RRF,
-            with_payload=True,
-            with_vector=[DENSE],
+            limit=limit, prefetches=prefetches, query=fusion, with_payload=True, with_vector=[with_vector]
         )
-        points = self.shard.query(request)
-        hits = self._hits(points)
-        for hit, point in zip(hits, points, strict=True):
-            hit.dense_score = _dot(dense, _dense_of(point.vector))
-        return hits
+        return self.shard.query(request)
 
-    def finish(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.optimize()
-            self._shard.flush()
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def optimize(self) -> None:
+        self.shard.optimize()
 
     def close(self) -> None:
         if self._shard is not None:
@@ -237,14 +161,20 @@ class EdgeStore:
         self._lock.release()
 
 
-def _dense_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict):
-        value = vector.get(DENSE)
-        return list(value) if value is not None else None
-    return None
+class EdgeStore(QdrantStore):
+    """One qdrant-edge shard per collection, under `<data_dir>/collections/<name>/shard`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.edge = EdgeEngine(folder)
+        super().__init__(self.edge)
+        self.folder = folder
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        """The shard itself, for benchmarks that query it beyond the store's interface."""
+        return self.edge.shard
 
 
-def _dot(a: list[float], b: list[float] | None) -> float | None:
-    if b is None:
-        return None
-    return float(np.dot(np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)))
+def edge_filter(flt: SearchFilter | None = None, kind: str | None = KIND_CHUNK) -> qe.Filter | None:
+    """The qdrant-edge filter the store searches `kind` points with, for queries made on the shard directly."""
+    return build_filter(EdgeEngine, flt, kind=kind)

@@ -8,49 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 
 from rag.errors import RagError
-from rag.store.base import (
-    DENSE,
-    KEYWORD_FIELDS,
-    KIND_CHUNK,
-    KIND_DOC,
-    KIND_META,
-    META_ID,
-    SPARSE,
-    Hit,
-    PointData,
-    SearchFilter,
-    SparseVec,
-)
-
-RRF_K = 60
-HNSW_EF = 256  # the same search-time beam as the embedded backend
-SCROLL_PAGE = 1000
-
-
-def _match(key: str, value: str) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _server_filter(flt: SearchFilter | None, kind: str | None = KIND_CHUNK) -> models.Filter | None:
-    must: list[Any] = [_match("kind", kind)] if kind else []
-    if flt and flt.path_prefix:
-        prefix = flt.path_prefix.strip("/")
-        must.append(models.Filter(should=[_match("source", prefix), _match("dirs", prefix)]))
-    if flt and flt.file_types:
-        must.append(
-            models.FieldCondition(
-                key="file_type", match=models.MatchAny(any=[t.lower() for t in flt.file_types])
-            )
-        )
-    return models.Filter(must=must) if must else None
-
-
-def _sparse(vec: SparseVec) -> models.SparseVector:
-    return models.SparseVector(indices=vec.indices, values=vec.values)
+from rag.store.qdrant import CollectionSpec, Nearest, QdrantStore, Row, Vector, native_vector
 
 
 def make_client(url: str, api_key: str | None, timeout: float = 30.0) -> QdrantClient:
@@ -61,7 +22,17 @@ def make_client(url: str, api_key: str | None, timeout: float = 30.0) -> QdrantC
     return QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
 
 
-class ServerStore:
+def _params(search: Nearest) -> models.SearchParams | None:
+    return models.SearchParams(hnsw_ef=search.ef) if search.ef else None
+
+
+def _native(vector: Vector) -> list[float] | models.SparseVector:
+    return native_vector(vector, models.SparseVector)
+
+
+class ServerEngine:
+    """The engine adapter over one collection of a Qdrant server (or qdrant-client's local mode)."""
+
     def __init__(self, client: QdrantClient, collection: str, url: str) -> None:
         self.client = client
         self.name = collection
@@ -75,135 +46,98 @@ class ServerStore:
     def exists(self) -> bool:
         return self._exists
 
-    def ensure_collection(self, dimension: int, embedder: str) -> None:
-        if self._exists:
-            return
-        self.client.create_collection(
-            self.name,
-            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            hnsw_config=models.HnswConfigDiff(m=16, ef_construct=128),
-        )
-        for name in KEYWORD_FIELDS:
-            self.client.create_payload_index(self.name, name, models.PayloadSchemaType.KEYWORD)
-        self._exists = True
-        meta = {"kind": KIND_META, "embedder": embedder, "dimension": dimension}
-        self.upsert([PointData(id=META_ID, payload=meta)])
-
-    def collection_meta(self) -> dict[str, Any] | None:
-        if not self._exists:
-            return None
-        records = self.client.retrieve(self.name, [META_ID], with_payload=True)
-        return dict(records[0].payload or {}) if records else None
-
-    def upsert(self, points: list[PointData]) -> None:
-        if points:
-            self.client.upsert(self.name, [self._point(p) for p in points], wait=True)
+    @staticmethod
+    def match(key: str, value: str) -> models.FieldCondition:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
     @staticmethod
-    def _point(p: PointData) -> models.PointStruct:
-        vector: dict[str, Any] = {}
-        if p.dense is not None:
-            vector[DENSE] = p.dense
-        if p.sparse is not None and p.sparse.indices:
-            vector[SPARSE] = _sparse(p.sparse)
-        return models.PointStruct(id=p.id, vector=vector, payload=p.payload)
+    def match_any(key: str, values: list[str]) -> models.FieldCondition:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=values))
 
-    def delete_document(self, doc_id: str) -> None:
-        selector = models.FilterSelector(filter=models.Filter(must=[_match("doc_id", doc_id)]))
-        self.client.delete(self.name, points_selector=selector, wait=True)
+    @staticmethod
+    def filter(must: list[Any] | None = None, should: list[Any] | None = None) -> models.Filter:
+        return models.Filter(must=must, should=should)
+
+    def create(self, spec: CollectionSpec) -> None:
+        self.client.create_collection(
+            self.name,
+            vectors_config={
+                spec.dense: models.VectorParams(size=spec.dimension, distance=models.Distance.COSINE)
+            },
+            sparse_vectors_config={spec.sparse: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
+        )
+        for name in spec.keyword_fields:
+            self.client.create_payload_index(self.name, name, models.PayloadSchemaType.KEYWORD)
+        self._exists = True
+
+    def upsert(self, points: list[Row]) -> None:
+        native = [
+            models.PointStruct(id=i, vector={k: _native(v) for k, v in vs.items()}, payload=pl)
+            for i, vs, pl in points
+        ]
+        self.client.upsert(self.name, native, wait=True)
+
+    def delete(self, where: models.Filter) -> None:
+        self.client.delete(self.name, points_selector=models.FilterSelector(filter=where), wait=True)
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.client.set_payload(self.name, payload=payload, points=[point_id], wait=True)
 
-    def _scroll(self, flt: models.Filter) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                self.name, scroll_filter=flt, limit=SCROLL_PAGE, offset=offset, with_payload=True
-            )
-            out.extend(dict(r.payload or {}) for r in records)
-            if offset is None:
-                return out
+    def retrieve(self, point_id: str) -> list[models.Record]:
+        return self.client.retrieve(self.name, [point_id], with_payload=True)
 
-    def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
-        if not self._exists:
-            return []
-        must: list[Any] = [_match("kind", KIND_DOC)] + ([_match("root", root)] if root else [])
-        return self._scroll(models.Filter(must=must))
+    def scroll(self, where: models.Filter, offset: Any, limit: int) -> tuple[list[models.Record], Any]:
+        return self.client.scroll(
+            self.name, scroll_filter=where, limit=limit, offset=offset, with_payload=True
+        )
 
-    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
-        return self._scroll(models.Filter(must=[_match("kind", KIND_CHUNK), _match("doc_id", doc_id)]))
+    def count(self, where: models.Filter) -> int:
+        return int(self.client.count(self.name, count_filter=where, exact=True).count)
 
-    def count_chunks(self) -> int:
-        if not self._exists:
-            return 0
-        return int(self.client.count(self.name, count_filter=_server_filter(None), exact=True).count)
-
-    def _hits(self, points: list[models.ScoredPoint]) -> list[Hit]:
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
-
-    def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+    def nearest(self, search: Nearest) -> list[models.ScoredPoint]:
         result = self.client.query_points(
             self.name,
-            query=vector,
-            using=DENSE,
-            search_params=models.SearchParams(hnsw_ef=HNSW_EF),
-            query_filter=_server_filter(flt),
-            limit=limit,
+            query=_native(search.vector),
+            using=search.using,
+            search_params=_params(search),
+            query_filter=search.where,
+            limit=search.limit,
             with_payload=True,
         )
-        hits = self._hits(result.points)
-        for h in hits:
-            h.dense_score = h.score
-        return hits
+        return result.points
 
-    def search_sparse(self, vector: SparseVec, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
-        result = self.client.query_points(
-            self.name,
-            query=_sparse(vector),
-            using=SPARSE,
-            query_filter=_server_filter(flt),
-            limit=limit,
-            with_payload=True,
-        )
-        return self._hits(result.points)
-
-    def search_hybrid(
-        self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
-    ) -> list[Hit]:
-        server_filter = _server_filter(flt)
+    def rrf(self, searches: list[Nearest], k: int, limit: int, with_vector: str) -> list[models.ScoredPoint]:
         prefetch = [
             models.Prefetch(
-                query=dense,
-                using=DENSE,
-                limit=limit,
-                filter=server_filter,
-                params=models.SearchParams(hnsw_ef=HNSW_EF),
+                query=_native(s.vector), using=s.using, limit=s.limit, filter=s.where, params=_params(s)
             )
+            for s in searches
         ]
-        if sparse.indices:
-            prefetch.append(
-                models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=limit, filter=server_filter)
-            )
         result = self.client.query_points(
             self.name,
             prefetch=prefetch,
-            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+            query=models.RrfQuery(rrf=models.Rrf(k=k)),
             limit=limit,
             with_payload=True,
-            with_vectors=[DENSE],
+            with_vectors=[with_vector],
         )
-        hits = self._hits(result.points)
-        query = np.asarray(dense, dtype=np.float32)
-        for hit, point in zip(hits, result.points, strict=True):
-            vector = point.vector.get(DENSE) if isinstance(point.vector, dict) else None
-            hit.dense_score = float(np.dot(query, np.asarray(vector, dtype=np.float32))) if vector else None
-        return hits
+        return result.points
 
-    def finish(self) -> None:
-        """The server indexes on its own."""
+    def flush(self) -> None:
+        """The server makes writes durable on its own (upserts wait for it)."""
+
+    def optimize(self) -> None:
+        """The server builds its indexes on its own."""
 
     def close(self) -> None:
         self.client.close()
+
+
+class ServerStore(QdrantStore):
+    """One collection of a Qdrant server, or of qdrant-client's local mode."""
+
+    def __init__(self, client: QdrantClient, collection: str, url: str) -> None:
+        super().__init__(ServerEngine(client, collection, url))
+        self.client = client
+        self.name = collection

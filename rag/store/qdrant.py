@@ -1,0 +1,264 @@
+"""The store both Qdrant backends share: schema, filters, search and hit conversion over a thin engine adapter.
+
+An engine (rag/store/edge.py: qdrant-edge in-process; rag/store/server.py: qdrant-client) only translates these
+calls into its library's objects, so a change to what is stored or how it is filtered is made once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from rag.store.base import (
+    DENSE,
+    KEYWORD_FIELDS,
+    KIND_CHUNK,
+    KIND_DOC,
+    KIND_META,
+    META_ID,
+    SPARSE,
+    Hit,
+    PointData,
+    SearchFilter,
+    SparseVec,
+)
+
+RRF_K = 60
+HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 128
+SCROLL_PAGE = 1000
+
+# An object of the engine's own library (a condition or filter): opaque here, typed in its adapter.
+Native = Any
+Vector = list[float] | SparseVec
+Row = tuple[str, dict[str, Vector], dict[str, Any]]  # a point to write: id, named vectors, payload
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A new collection: a cosine dense vector, a BM25 sparse vector with the IDF modifier, keyword indexes."""
+
+    dimension: int
+    dense: str = DENSE
+    sparse: str = SPARSE
+    hnsw_m: int = HNSW_M
+    hnsw_ef_construct: int = HNSW_EF_CONSTRUCT
+    keyword_fields: tuple[str, ...] = KEYWORD_FIELDS
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """One nearest-neighbour search, run alone or as a prefetch of a fusion; ef None keeps the engine's default."""
+
+    vector: Vector
+    using: str
+    limit: int
+    where: Native | None
+    ef: int | None = None
+
+
+class Stored(Protocol):
+    """A record as both libraries return it."""
+
+    @property
+    def payload(self) -> Mapping[str, Any] | None: ...
+
+
+class Found(Stored, Protocol):
+    """A scored point as both libraries return it."""
+
+    @property
+    def id(self) -> object: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def vector(self) -> object: ...
+
+
+class FilterParts(Protocol):
+    """The library's filter constructors: all the filter building below needs."""
+
+    def match(self, key: str, value: str) -> Native: ...
+
+    def match_any(self, key: str, values: list[str]) -> Native: ...
+
+    def filter(self, must: list[Native] | None = None, should: list[Native] | None = None) -> Native: ...
+
+
+class Engine(FilterParts, Protocol):
+    """One collection in one library; every method is a direct translation, with no schema of its own."""
+
+    description: str
+
+    @property
+    def exists(self) -> bool: ...
+
+    def create(self, spec: CollectionSpec) -> None: ...
+
+    def upsert(self, points: list[Row]) -> None: ...
+
+    def delete(self, where: Native) -> None: ...
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
+
+    def retrieve(self, point_id: str) -> Sequence[Stored]: ...
+
+    def scroll(self, where: Native, offset: Any, limit: int) -> tuple[Sequence[Stored], Any]: ...
+
+    def count(self, where: Native) -> int: ...
+
+    def nearest(self, search: Nearest) -> Sequence[Found]: ...
+
+    def rrf(self, searches: list[Nearest], k: int, limit: int, with_vector: str) -> Sequence[Found]: ...
+
+    def flush(self) -> None: ...
+
+    def optimize(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def native_vector(vector: Vector, sparse_vector: Callable[..., S]) -> list[float] | S:
+    """A dense vector as it is, a sparse one as the library's SparseVector (both libraries take the same arguments)."""
+    if isinstance(vector, SparseVec):
+        return sparse_vector(indices=vector.indices, values=vector.values)
+    return vector
+
+
+def build_filter(parts: FilterParts, flt: SearchFilter | None = None, **equal: str | None) -> Native | None:
+    """Points whose keyword fields equal `equal` (None values left out), inside flt's path prefix and file types."""
+    must = [parts.match(key, value) for key, value in equal.items() if value is not None]
+    if flt and flt.path_prefix:
+        prefix = flt.path_prefix.strip("/")
+        # a prefix names a file (its source) or a folder (one of the chunk's dirs, which holds every ancestor)
+        must.append(parts.filter(should=[parts.match("source", prefix), parts.match("dirs", prefix)]))
+    if flt and flt.file_types:
+        must.append(parts.match_any("file_type", [t.lower() for t in flt.file_types]))
+    return parts.filter(must=must) if must else None
+
+
+class QdrantStore:
+    """The VectorStore over an engine: what is stored, how it is filtered, and what a search returns."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.description = engine.description
+
+    @property
+    def exists(self) -> bool:
+        return self.engine.exists
+
+    def ensure_collection(self, dimension: int, embedder: str) -> None:
+        if self.engine.exists:
+            return
+        self.engine.create(CollectionSpec(dimension))
+        meta = {"kind": KIND_META, "embedder": embedder, "dimension": dimension}
+        self.upsert([PointData(id=META_ID, payload=meta)])
+        self.engine.flush()
+
+    def collection_meta(self) -> dict[str, Any] | None:
+        if not self.engine.exists:
+            return None
+        records = self.engine.retrieve(META_ID)
+        return dict(records[0].payload or {}) if records else None
+
+    def upsert(self, points: list[PointData]) -> None:
+        if points:
+            self.engine.upsert([(p.id, _vectors(p), p.payload) for p in points])
+
+    def delete_document(self, doc_id: str) -> None:
+        self.engine.delete(build_filter(self.engine, doc_id=doc_id))  # its chunks and its record alike
+
+    def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
+        self.engine.set_payload(point_id, payload)
+
+    def _scroll(self, where: Native) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            records, offset = self.engine.scroll(where, offset, SCROLL_PAGE)
+            out.extend(dict(r.payload or {}) for r in records)
+            if offset is None:
+                return out
+
+    def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
+        if not self.engine.exists:
+            return []
+        return self._scroll(build_filter(self.engine, kind=KIND_DOC, root=root))
+
+    def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
+        return self._scroll(build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id))
+
+    def count_chunks(self) -> int:
+        if not self.engine.exists:
+            return 0
+        return self.engine.count(build_filter(self.engine, kind=KIND_CHUNK))
+
+    def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+        hits = _hits(self.engine.nearest(_dense(vector, limit, self._chunks(flt))))
+        for h in hits:
+            h.dense_score = h.score
+        return hits
+
+    def search_sparse(self, vector: SparseVec, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
+        return _hits(self.engine.nearest(_sparse(vector, limit, self._chunks(flt))))
+
+    def search_hybrid(
+        self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
+    ) -> list[Hit]:
+        where = self._chunks(flt)
+        searches = [_dense(dense, limit, where)]
+        if sparse.indices:  # a query with no known word has no BM25 side to fuse
+            searches.append(_sparse(sparse, limit, where))
+        points = self.engine.rrf(searches, RRF_K, limit, with_vector=DENSE)
+        hits = _hits(points)
+        query = np.asarray(dense, dtype=np.float32)
+        for hit, point in zip(hits, points, strict=True):
+            hit.dense_score = _dense_score(query, point.vector)
+        return hits
+
+    def _chunks(self, flt: SearchFilter | None) -> Native:
+        return build_filter(self.engine, flt, kind=KIND_CHUNK)
+
+    def finish(self) -> None:
+        if self.engine.exists:
+            self.engine.flush()
+            self.engine.optimize()
+            self.engine.flush()  # optimizing rewrites segments: make the rewritten ones durable too
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _dense(vector: list[float], limit: int, where: Native | None) -> Nearest:
+    return Nearest(vector, DENSE, limit, where, ef=HNSW_EF)
+
+
+def _sparse(vector: SparseVec, limit: int, where: Native | None) -> Nearest:
+    return Nearest(vector, SPARSE, limit, where)  # an inverted index: no HNSW beam to set
+
+
+def _vectors(p: PointData) -> dict[str, Vector]:
+    vectors: dict[str, Vector] = {}
+    if p.dense is not None:
+        vectors[DENSE] = p.dense
+    if p.sparse is not None and p.sparse.indices:  # a text with no known word has no BM25 vector at all
+        vectors[SPARSE] = p.sparse
+    return vectors
+
+
+def _hits(points: Sequence[Found]) -> list[Hit]:
+    return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in points]
+
+
+def _dense_score(query: np.ndarray, vector: object) -> float | None:
+    """The cosine of the query with a returned dense vector: RRF's fused score is a rank, not a relevance."""
+    value = vector.get(DENSE) if isinstance(vector, dict) else None
+    return None if value is None else float(np.dot(query, np.asarray(value, dtype=np.float32)))

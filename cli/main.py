@@ -42,13 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("RAG_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
     )
-    if args.config:
-        os.environ["RAG_CONFIG"] = str(args.config)
     # SIGTERM exits through Python, so atexit hooks (the embedded LLM server's stop) run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     handler: Handler = args.handler
     try:
-        settings = load_settings(data_dir=args.data_dir, collection=args.collection)
+        settings = load_settings(args.config, data_dir=args.data_dir, collection=args.collection)
         return handler(args, settings)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

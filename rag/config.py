@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,12 @@ def _default_data_dir() -> Path:
     return Path(base) / "rag"
 
 
+# The --config file of this load_settings() call; RAG_CONFIG when none was given.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("config_file", default=None)
+
+
 def _config_file() -> Path | None:
-    path = os.environ.get("RAG_CONFIG")
+    path = _CONFIG_FILE.get() or os.environ.get("RAG_CONFIG")
     return Path(path) if path else None
 
 
@@ -47,7 +52,7 @@ class Settings(BaseSettings):
 
     chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
     chunk_overlap: int = 30
-    tokenizer_encoding: str = "cl100k_base"
+    tokenizer_encoding: str = "cl100k_base"  # the tiktoken encoding chunk sizes are counted in
     max_file_mb: float = 64.0
     ingest_exclude: list[str] = Field(
         default_factory=list
@@ -91,18 +96,18 @@ class Settings(BaseSettings):
         path = _config_file()
         if path is not None:
             if not path.is_file():
-                raise FileNotFoundError(f"RAG_CONFIG points to {path}, which is not a file")
+                raise FileNotFoundError(f"the settings file {path} (--config or RAG_CONFIG) is not a file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
-
-    @property
-    def server_mode(self) -> bool:
-        return bool(self.qdrant_url)
 
     def collection_dir(self, collection: str | None = None) -> Path:
         return self.data_dir / "collections" / (collection or self.collection)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from env and file, with CLI flags (non-None values) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from env and the TOML file (config, else RAG_CONFIG), with CLI flags (non-None values) on top."""
+    token = _CONFIG_FILE.set(config)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ def _docs_args(p: argparse.ArgumentParser) -> None:
 
 
 def _docs(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.documents import list_documents
+    from rag.collection import Collection
 
-    docs = list_documents(settings)
+    with Collection(settings) as collection:
+        docs = collection.documents()
     if args.json:
         print(json.dumps(docs, indent=2))
         return 0
@@ -81,22 +83,29 @@ def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"top_k": args.top_k, "top_n": args.top_n, "rerank": not args.no_rerank, "flt": flt}
 
 
-def _ask(args: argparse.Namespace, settings: Settings) -> int:
+@contextmanager
+def _chat_session(settings: Settings) -> Iterator[tuple[Any, Any]]:
+    """The collection's chat pipeline and a status line that says what happens meanwhile, closed after use."""
     from cli.terminal import StatusLine
-    from rag.answer import open_pipeline
+    from rag.answer import open_chat
+    from rag.collection import Collection
 
     status = StatusLine()
     status.show(f"opening collection {settings.collection!r} and loading the models…")
-    pipeline = open_pipeline(settings)
     try:
+        with Collection(settings) as collection:
+            yield open_chat(collection), status
+    finally:
+        status.clear()
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    with _chat_session(settings) as (pipeline, status):
         if args.json:
             status.clear()
             print(json.dumps(pipeline.ask(args.question, **_answer_options(args)).as_json(), indent=2))
-            return 0
-        _print_answer(pipeline, args.question, [], _answer_options(args), status)
-    finally:
-        status.clear()
-        pipeline.store.close()
+        else:
+            _print_answer(pipeline, args.question, [], _answer_options(args), status)
     return 0
 
 
@@ -146,34 +155,33 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     """An interactive session: each question sees the conversation so far, so follow-ups work."""
     import readline  # noqa: F401  (line editing and history for input())
 
-    from cli.terminal import StatusLine
-    from rag.answer import Turn, open_pipeline
+    with _chat_session(settings) as (pipeline, status):
+        status.clear()
+        _converse(pipeline, args, status)
+    return 0
+
+
+def _converse(pipeline: Any, args: argparse.Namespace, status: Any) -> None:
+    from rag.answer import Turn
     from rag.errors import RagError
 
-    status = StatusLine()
-    status.show(f"opening collection {settings.collection!r} and loading the models…")
-    pipeline = open_pipeline(settings)
-    status.clear()
     llm = pipeline.llm.info.describe() if pipeline.llm else "no LLM"
-    print(f"Chatting with collection {settings.collection!r} ({llm}). /new starts over; Ctrl-D quits.")
+    print(
+        f"Chatting with collection {pipeline.searcher.collection.name!r} ({llm}). /new starts over; Ctrl-D quits."
+    )
     history: list[Turn] = []
-    try:
-        while (question := _read_question()) is not None:
-            if question == "/new":
-                history = []
-                print("(new conversation)")
-                continue
-            try:
-                answer = _print_answer(pipeline, question, history, _answer_options(args), status)
-            except RagError as exc:
-                status.clear()
-                print(f"error: {exc}")
-                continue
-            history += [Turn("user", question), Turn("assistant", answer.answer)]
-    finally:
-        status.clear()
-        pipeline.store.close()
-    return 0
+    while (question := _read_question()) is not None:
+        if question == "/new":
+            history = []
+            print("(new conversation)")
+            continue
+        try:
+            answer = _print_answer(pipeline, question, history, _answer_options(args), status)
+        except RagError as exc:
+            status.clear()
+            print(f"error: {exc}")
+            continue
+        history += [Turn("user", question), Turn("assistant", answer.answer)]
 
 
 def _read_question() -> str | None:
@@ -271,28 +279,17 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     from collections import Counter
 
-    from rag.embedder import embedder_from_settings
+    from rag.collection import Collection
     from rag.llm import open_llm
-    from rag.reranker_training import mine
-    from rag.store import open_store
+    from training.reranker import mine
 
     out = args.out or settings.data_dir / "rerankers" / settings.collection
-    store = open_store(settings)
     counts: Counter[str] = Counter()
-    try:
+    with Collection(settings) as collection:
         llm = open_llm(settings) if args.llm_questions else None
         groups = mine(
-            store,
-            embedder_from_settings(settings),
-            args.exclude,
-            args.negatives,
-            llm,
-            args.llm_questions,
-            args.max_groups,
-            counts=counts,
+            collection, args.exclude, args.negatives, llm, args.llm_questions, args.max_groups, counts=counts
         )
-    finally:
-        store.close()
     origins = {o: sum(g.origin == o for g in groups) for o in ("heading", "llm")}
     print(f"mined {len(groups)} groups ({origins['heading']} from headings, {origins['llm']} from the LLM)")
     for reason, n in sorted(counts.items()):
@@ -320,7 +317,7 @@ def _train_with_progress(groups: list[Any], out: Path, minutes: float, layers: i
 
     from tqdm import tqdm
 
-    from rag.reranker_training import train
+    from training.reranker import train
 
     budget = int(minutes * 60)
     bar = tqdm(total=budget, unit="s", disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="training")

@@ -22,6 +22,7 @@ from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
 from rag.citations import CITATION, cited_numbers
+from rag.text import split_sentences
 
 Key = TypeVar("Key", bound=Hashable)
 Hit = tuple[str, int | None]  # (source, page) of one retrieved chunk
@@ -85,11 +86,6 @@ def ndcg_at_k(ranked: Sequence[Key], gold: AbstractSet[Key], k: int) -> float:
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-# A sentence ends at . ! or ? followed by whitespace or the end, and takes any citations right after the
-# punctuation with it ("... it works. [2] Next ..."): models put markers on both sides of the full stop.
-_SENTENCE_END = re.compile(r"[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
-_ABBREVIATION = re.compile(r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|Mr|Mrs|Ms|Dr)|\b[A-Z])\.$")
-
 # Kept small on purpose: only words that carry no claim, so that a sentence's content words are its claim.
 _STOPWORD_TEXT = """
 a an the and or but if then so of to in on at by for with from as into about than that this these those
@@ -142,23 +138,6 @@ def rouge_l(pred: str, ref: str) -> float:
         return 0.0
     precision, recall = lcs / len(pred_tokens), lcs / len(ref_tokens)
     return 2 * precision * recall / (precision + recall)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Lines, then sentences ending in . ! or ? (with the citation markers that follow the punctuation).
-
-    A full stop after a common abbreviation (e.g., i.e., etc., Dr.) or a capital initial does not end a sentence.
-    """
-    sentences: list[str] = []
-    for line in text.splitlines():
-        start = 0
-        for match in _SENTENCE_END.finditer(line):
-            if _ABBREVIATION.search(line[start : match.end()]):
-                continue  # "e.g. foo" goes on; the citation that closes it must stay with its claim
-            sentences.append(line[start : match.end()].strip())
-            start = match.end()
-        sentences.append(line[start:].strip())
-    return [s for s in sentences if s]
 
 
 def citations(sentence: str) -> set[int]:

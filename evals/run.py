@@ -17,7 +17,8 @@ import numpy as np
 from evals import metrics
 from evals.judge import Judge
 from evals.qa import QAItem, load_qa
-from rag.answer import Answer, ChatPipeline, open_pipeline
+from rag.answer import Answer, ChatPipeline, open_chat
+from rag.collection import Collection
 from rag.config import Settings
 from rag.retrieval import Mode
 from rag.store import Hit
@@ -54,17 +55,17 @@ class EvalOptions:
 def _hit_row(rank: int, hit: Hit) -> dict[str, Any]:
     return {
         "rank": rank,
-        "source": hit.payload.get("source"),
-        "page": hit.payload.get("page"),
+        "source": hit.chunk.source,
+        "page": hit.chunk.page,
         "score": round(hit.score, 5),
         "dense_score": None if hit.dense_score is None else round(hit.dense_score, 5),
         "rerank_score": None if hit.rerank_score is None else round(hit.rerank_score, 5),
-        "text": str(hit.payload.get("text", ""))[:SNIPPET],
+        "text": hit.chunk.text[:SNIPPET],
     }
 
 
 def _pairs(hits: list[Hit]) -> list[tuple[str, int | None]]:
-    return [(str(h.payload.get("source")), h.payload.get("page")) for h in hits]
+    return [(h.chunk.source, h.chunk.page) for h in hits]
 
 
 def retrieval_scores(item: QAItem, hits: list[Hit]) -> dict[str, float]:
@@ -89,8 +90,9 @@ class Evaluator:
     def __init__(self, settings: Settings, pipeline: ChatPipeline, options: EvalOptions) -> None:
         self.settings = settings
         self.pipeline = pipeline
+        self.searcher = pipeline.searcher
         self.options = options
-        self.configs = [c for c in CONFIGS if not c.rerank or pipeline.reranker is not None]
+        self.configs = [c for c in CONFIGS if not c.rerank or self.searcher.reranker is not None]
 
     def run(self, items: list[QAItem]) -> dict[str, Any]:
         from tqdm import tqdm
@@ -114,10 +116,9 @@ class Evaluator:
 
     def _retrieval_row(self, item: QAItem, config: Config) -> dict[str, Any]:
         top_k = self.settings.top_k
-        candidates, ranked, timings = self.pipeline.retrieve_ranked(
-            item.question, top_k, top_k, config.mode, config.rerank
-        )
-        final = ranked if config.rerank else candidates
+        ranking = self.searcher.search(item.question, top_k, top_k, config.mode, config.rerank)
+        candidates, timings = ranking.candidates, ranking.timings
+        final = ranking.ranked if config.rerank else candidates
         return {
             "id": item.id,
             "question": item.question,
@@ -167,7 +168,7 @@ class Evaluator:
         if item.answer:
             scores["token_f1"] = metrics.token_f1(answer.answer, item.answer)
             scores["rouge_l"] = metrics.rouge_l(answer.answer, item.answer)
-            vectors = self.pipeline.retriever.embedder.embed([answer.answer, item.answer])
+            vectors = self.searcher.collection.embedder.embed([answer.answer, item.answer])
             scores["semantic_similarity"] = float(np.dot(vectors[0], vectors[1]))
         return scores
 
@@ -197,14 +198,14 @@ class Evaluator:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "qa": str(self.options.qa),
             "questions": len(items),
-            "collection": self.pipeline.store.description,
+            "collection": self.searcher.collection.store.description,
             "configs": [c.name for c in self.configs],
-            "reranker": self.pipeline.rerank_status.describe(),
+            "reranker": self.searcher.rerank_status.describe(),
             "retrieval": retrieval,
             "threshold": calibrate(
                 relevance,
                 self.settings.relevance_threshold
-                if self.pipeline.reranker is None
+                if self.searcher.reranker is None
                 else self.settings.rerank_threshold,
             ),
             "answers": _answer_summary(answers) if answers else "skipped (--no-llm)",
@@ -293,11 +294,8 @@ def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
         from ingest.job import ingest_folder
 
         ingest_summary = ingest_folder(settings, options.docs).as_dict()
-    pipeline = open_pipeline(settings, with_llm=not options.no_llm)
-    try:
-        summary = Evaluator(settings, pipeline, options).run(items)
-    finally:
-        pipeline.store.close()
+    with Collection(settings) as collection:
+        summary = Evaluator(settings, open_chat(collection, with_llm=not options.no_llm), options).run(items)
     summary["ingestion"] = ingest_summary
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (options.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ingest.loaders import Section
+from rag.store.payload import passage_text
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE = re.compile(r"\n")
@@ -30,8 +31,7 @@ class Chunk:
     char_end: int
 
     def embed_text(self) -> str:
-        """What the bi-encoder and BM25 read: the section title gives the passage its context."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
+        return passage_text(self.title, self.text)
 
 
 @dataclass

@@ -7,7 +7,6 @@ state or a document without a record, which the next run redoes from scratch.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import queue
@@ -24,12 +23,15 @@ from ingest.chunking import Chunk, Chunker
 from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
+from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import LazyEmbedder, TextEmbedder
 from rag.errors import RagError
 from rag.sparse import bm25_document
-from rag.store import PointData, VectorStore, open_store
-from rag.store.base import KIND_CHUNK, KIND_DOC, chunk_id, document_id
+from rag.store import PointData
+from rag.store.base import KIND_DOC, chunk_id, document_id
+from rag.store.payload import ChunkPayload
+from rag.text import matches_glob
 from rag.tokens import count_tokens
 
 log = logging.getLogger("rag.ingest")
@@ -126,23 +128,18 @@ def file_hash(path: Path) -> str:
 class IngestJob:
     """embedder: a loaded one, or by default the settings' one, loaded only once some file must be embedded."""
 
-    def __init__(self, settings: Settings, store: VectorStore, embedder: TextEmbedder | None = None) -> None:
-        self.settings = settings
-        self.store = store
-        self.embedder: TextEmbedder = embedder if embedder is not None else LazyEmbedder(settings)
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+        self.settings = collection.settings
+        self.store = collection.store
+        self.embedder: TextEmbedder = collection.embedder
+        encoding = self.settings.tokenizer_encoding
         self.chunker = Chunker(
-            count_tokens,
-            settings.chunk_tokens,
-            settings.chunk_overlap,
+            lambda texts: count_tokens(texts, encoding),
+            self.settings.chunk_tokens,
+            self.settings.chunk_overlap,
             fits_window=lambda text: self.embedder.count_tokens(text) <= self.embedder.max_tokens,
         )
-        name = self.embedder.name
-        meta = self.store.collection_meta() or {}
-        if meta.get("embedder") not in (None, name):
-            raise RagError(
-                f"this collection was built with embedder {meta['embedder']!r}, not {name!r}: "
-                "use another --collection or the same embedder"
-            )
 
     def run(
         self, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
@@ -156,7 +153,8 @@ class IngestJob:
         summary = IngestSummary()
         root_key = str(root)
         records = {r["source"]: r for r in self.store.document_records(root_key)}
-        found = [f for f in scan(root) if not _excluded(f.source, self.settings.ingest_exclude)]
+        # An excluded file that was ingested before is deleted like a removed one.
+        found = [f for f in scan(root) if not matches_glob(f.source, self.settings.ingest_exclude)]
         work = self._plan(root_key, found, records, summary)
         self._delete_removed(found, records, summary)
         shown.note(self._plan_line(work, summary))
@@ -222,9 +220,8 @@ class IngestJob:
         # Loaded here, before the parser thread needs its tokenizer, so a load error stops the run instead of
         # failing every file.
         loading = time.perf_counter()
-        dimension = self.embedder.dimension
+        self.collection.ensure_created()  # asks the embedder for its dimension: it loads now
         summary.load_seconds = time.perf_counter() - loading
-        self.store.ensure_collection(dimension, self.embedder.name)
         items: queue.Queue[_Part | _Failed | None] = queue.Queue(maxsize=32)
         stop = threading.Event()
         producer = threading.Thread(target=self._produce, args=(work, items, stop, progress), daemon=True)
@@ -363,24 +360,25 @@ class _Writer:
             self.store.delete_document(doc.doc_id)
             self.started[doc.doc_id] = datetime.now(UTC).isoformat(timespec="seconds")
         base = self._base_payload(doc)
-        points = [
-            PointData(
-                id=chunk_id(doc.doc_id, doc.content_hash, part.first_index + i),
-                payload={
-                    **base,
-                    "kind": KIND_CHUNK,
-                    "chunk_index": part.first_index + i,
-                    "title": chunk.title,
-                    "page": chunk.page,
-                    "char_start": chunk.char_start,
-                    "char_end": chunk.char_end,
-                    "text": chunk.text,
-                },
-                dense=[float(x) for x in vector],
-                sparse=bm25_document(chunk.embed_text()),
+        points = []
+        for i, (chunk, vector) in enumerate(zip(part.chunks, vectors, strict=True)):
+            payload = ChunkPayload(
+                **base,
+                chunk_index=part.first_index + i,
+                text=chunk.text,
+                title=chunk.title,
+                page=chunk.page,
+                char_start=chunk.char_start,
+                char_end=chunk.char_end,
             )
-            for i, (chunk, vector) in enumerate(zip(part.chunks, vectors, strict=True))
-        ]
+            points.append(
+                PointData(
+                    id=chunk_id(doc.doc_id, doc.content_hash, payload.chunk_index),
+                    payload=payload.to_payload(),
+                    dense=[float(x) for x in vector],
+                    sparse=bm25_document(payload.passage()),
+                )
+            )
         self.store.upsert(points)
         self.summary.chunks += len(points)
         if part.final:
@@ -421,20 +419,12 @@ class _Writer:
         }
 
 
-def _excluded(source: str, patterns: list[str]) -> bool:
-    """Glob patterns on the relative path; an excluded file that was ingested before is deleted like a removed one."""
-    return any(fnmatch.fnmatch(source, pattern) for pattern in patterns)
-
-
 def ingest_folder(
     settings: Settings,
     root: Path,
     progress: bool | None = None,
     on_file: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
-    """Open the store from settings and run one ingestion of root; the embedder loads only if a file changed."""
-    store = open_store(settings)
-    try:
-        return IngestJob(settings, store).run(root, progress, on_file)
-    finally:
-        store.close()
+    """Open the collection (created if new) and run one ingestion of root; the embedder loads only if a file changed."""
+    with Collection(settings, create=True) as collection:
+        return IngestJob(collection).run(root, progress, on_file)

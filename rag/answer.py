@@ -1,23 +1,24 @@
-"""The chat pipeline: condense the follow-up, retrieve, rerank, refuse or prompt, stream, map citations."""
+"""The chat pipeline: condense the follow-up, search, refuse or prompt, stream, map citations.
+
+Each stage returns its result; the Answer is put together once, at the end.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from rag.citations import cited_numbers
-from rag.config import Settings
-from rag.embedder import Embedder, embedder_from_settings
+from rag.citations import attribute, cited_numbers
+from rag.collection import Collection
 from rag.errors import RagError
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, is_refusal
-from rag.rerank import Reranker, RerankStatus, reranker_from_settings
-from rag.retrieval import Mode, Retriever
-from rag.store import Hit, SearchFilter, VectorStore, open_store
+from rag.search import Ranking, Searcher
+from rag.store import SearchFilter
+from rag.text import WORD
 from rag.tokens import count
 
 log = logging.getLogger("rag.answer")
@@ -39,21 +40,19 @@ class Source:
     score: float
     text: str
     doc_id: str
-    cited_by: str = (
-        "model"  # "model": the LLM wrote [n]; "similarity": attributed after the fact (see _attribute)
-    )
+    cited_by: str = "model"  # "model": the LLM wrote [n]; "similarity": attributed after the fact
 
     @classmethod
     def from_passage(cls, passage: Passage) -> Source:
-        payload = passage.hit.payload
+        chunk = passage.hit.chunk
         return cls(
             n=passage.n,
-            source=passage.source,
-            page=passage.page,
-            title=payload.get("title"),
+            source=chunk.source,
+            page=chunk.page,
+            title=chunk.title,
             score=round(passage.hit.relevance, 4),
-            text=str(payload.get("text", "")),
-            doc_id=str(payload.get("doc_id", "")),
+            text=chunk.text,
+            doc_id=chunk.doc_id,
         )
 
     @property
@@ -110,23 +109,12 @@ class Turn:
 
 
 class ChatPipeline:
-    def __init__(
-        self,
-        settings: Settings,
-        store: VectorStore,
-        embedder: Embedder,
-        llm: LLMClient | None,
-        reranker: Reranker | None,
-        rerank_status: RerankStatus,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.retriever = Retriever(store, embedder)
-        self.llm = llm
-        self.reranker = reranker
-        self.rerank_status = rerank_status
+    """Answers questions from a Searcher's passages with an LLM (None: refusals and search only)."""
 
-    # ------------------------------------------------------------------ public
+    def __init__(self, searcher: Searcher, llm: LLMClient | None) -> None:
+        self.searcher = searcher
+        self.settings = searcher.settings
+        self.llm = llm
 
     def ask(self, question: str, history: list[Turn] | None = None, **options: Any) -> Answer:
         """The whole answer at once (the stream, drained)."""
@@ -151,38 +139,21 @@ class ChatPipeline:
             yield Status("rewriting the follow-up question…")
         standalone = self.condense(question, history or [])
         yield Status("searching the documents…")
-        result = Answer(question, standalone, reranker=self._reranker_label(rerank))
-        result.llm = asdict(self.llm.info) if self.llm else {}
-        prompt = self._select(
-            standalone, result, top_k or self.settings.top_k, top_n or self.settings.top_n, rerank, flt
-        )
+        ranking = self.searcher.search(standalone, top_k, top_n, rerank=rerank, flt=flt)
+        answer = Answer(question, standalone, reranker=self.searcher.reranker_label(rerank))
+        answer.llm = asdict(self.llm.info) if self.llm else {}
+        answer.timings = _search_timings(ranking)
+        prompt = self._prompt(standalone, ranking)
         if prompt is None:
-            result.answer, result.refused = REFUSAL, True
+            answer.answer, answer.refused = REFUSAL, True
             yield Token(REFUSAL)
         else:
             yield Status(self._generating())
-            yield from self._generate(prompt, result)
-        result.timings["total_ms"] = _ms(started)
-        yield result
-
-    def retrieve_ranked(
-        self,
-        query: str,
-        top_k: int,
-        top_n: int,
-        mode: Mode = Mode.HYBRID,
-        rerank: bool = True,
-        flt: SearchFilter | None = None,
-    ) -> tuple[list[Hit], list[Hit], dict[str, float]]:
-        """First-stage candidates and the final ranking, without the LLM (for evaluation)."""
-        retrieved = self.retriever.retrieve(query, top_k, mode, flt)
-        candidates = [_copy(h) for h in retrieved.hits]
-        timings = {"embed_ms": retrieved.embed_ms, "search_ms": retrieved.search_ms, "rerank_ms": 0.0}
-        if rerank and self.reranker is not None:
-            ranked, timings["rerank_ms"] = self.reranker.rerank(query, retrieved.hits, top_n)
-        else:
-            ranked = retrieved.hits[:top_n]
-        return candidates, ranked, timings
+            text, generate_timings = yield from self._generate(prompt)
+            self._fill(answer, text, prompt)
+            answer.timings.update(generate_timings)
+        answer.timings["total_ms"] = _ms(started)
+        yield answer
 
     # ------------------------------------------------------------------ stages
 
@@ -202,76 +173,61 @@ class ChatPipeline:
         rewritten = self.llm.complete(messages, max_tokens=64).strip().strip('"').splitlines()
         candidate = rewritten[0].strip() if rewritten else ""
         last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
-        if not _plausible_rewrite(candidate, question):
+        if not plausible_rewrite(candidate, question):
             # A small model may fail to rewrite; the last question keeps the retrieval on topic.
             return f"{last_user} {question}".strip()
         return candidate
 
-    def _select(
-        self, query: str, result: Answer, top_k: int, top_n: int, rerank: bool, flt: SearchFilter | None
-    ) -> Prompt | None:
-        _, ranked, timings = self.retrieve_ranked(query, top_k, top_n, Mode.HYBRID, rerank, flt)
-        result.timings["retrieve_ms"] = round(timings["embed_ms"] + timings["search_ms"], 1)
-        result.timings["rerank_ms"] = round(timings["rerank_ms"], 1)
-        reranked = rerank and self.reranker is not None
-        threshold = self.settings.rerank_threshold if reranked else self.settings.relevance_threshold
-        relevant = [h for h in ranked if h.relevance >= threshold]
+    def _prompt(self, query: str, ranking: Ranking) -> Prompt | None:
+        """The prompt over the relevant passages, or None: nothing is relevant enough, refuse."""
+        relevant = ranking.relevant
         if not relevant:
-            best = max((h.relevance for h in ranked), default=0.0)
-            log.info("refusing: best relevance %.3f is under the threshold %.3f", best, threshold)
+            log.info(
+                "refusing: best relevance %.3f is under the threshold %.3f",
+                ranking.best_relevance,
+                ranking.threshold,
+            )
             return None
         prompt = build_prompt(
             query, relevant, self.settings.llm_context_tokens, self.settings.llm_answer_tokens
         )
-        result.context = [Source.from_passage(p) for p in prompt.passages]
-        result.context_dropped = prompt.dropped
         if prompt.dropped:
             log.warning("%d passages did not fit the LLM's context window and were left out", prompt.dropped)
         return prompt
 
-    def _generate(self, prompt: Prompt, result: Answer) -> Iterator[Token]:
+    def _generate(self, prompt: Prompt) -> Generator[Token, None, tuple[str, dict[str, float]]]:
+        """Stream the LLM's tokens; return the whole text and its timings."""
         if self.llm is None:
-            raise AssertionError("an answering pipeline needs an LLM")
+            raise RagError("this pipeline has no LLM: open it with one to answer questions")
         asked = time.perf_counter()
         parts: list[str] = []
+        timings: dict[str, float] = {}
         for piece in self.llm.stream(prompt.messages, self.settings.llm_answer_tokens):
             if not parts:
-                result.timings["first_token_ms"] = _ms(asked)
+                timings["first_token_ms"] = _ms(asked)
             parts.append(piece)
             yield Token(piece)
-        result.timings["generate_ms"] = _ms(asked)
-        result.answer = "".join(parts).strip()
-        self._map_citations(result, prompt.passages)
+        timings["generate_ms"] = _ms(asked)
+        return "".join(parts).strip(), timings
 
-    def _map_citations(self, result: Answer, passages: list[Passage]) -> None:
-        by_number = {p.n: p for p in passages}
-        if is_refusal(result.answer):
-            result.refused = True
+    def _fill(self, answer: Answer, text: str, prompt: Prompt) -> None:
+        """The answer's text, what it cites (or is attributed to) and whether it refused."""
+        answer.answer = text
+        answer.context = [Source.from_passage(p) for p in prompt.passages]
+        answer.context_dropped = prompt.dropped
+        if is_refusal(text):
+            answer.refused = True
             return
-        cited = cited_numbers(result.answer)
-        result.sources = [Source.from_passage(by_number[n]) for n in cited if n in by_number]
-        result.invalid_citations = [n for n in cited if n not in by_number]
-        if not result.sources:
-            result.sources = self._attribute(result.answer, passages)
-
-    def _attribute(self, answer: str, passages: list[Passage]) -> list[Source]:
-        """Small models often cite nothing: name the passages that support the answer's sentences instead.
-
-        Each sentence goes to its most similar passage (bi-encoder cosine) when that similarity reaches
-        ATTRIBUTION_MIN. Such sources say `cited_by: similarity`, so nobody mistakes them for the model's own.
-        """
-        sentences = [s for s in _SENTENCE_END.split(answer) if len(_WORD.findall(s)) >= 3]
-        if not sentences or not passages:
-            return []
-        embedder = self.retriever.embedder
-        vectors = embedder.embed(sentences + [p.hit.payload.get("text", "") for p in passages])
-        similarity = vectors[: len(sentences)] @ vectors[len(sentences) :].T
-        chosen: list[int] = []
-        for row in similarity:
-            best = int(row.argmax())
-            if row[best] >= ATTRIBUTION_MIN and best not in chosen:
-                chosen.append(best)
-        return [replace(Source.from_passage(passages[i]), cited_by="similarity") for i in chosen]
+        by_number = {p.n: p for p in prompt.passages}
+        cited = cited_numbers(text)
+        answer.sources = [Source.from_passage(by_number[n]) for n in cited if n in by_number]
+        answer.invalid_citations = [n for n in cited if n not in by_number]
+        if not answer.sources:
+            texts = [p.hit.chunk.text for p in prompt.passages]
+            chosen = attribute(text, texts, self.searcher.collection.embedder)
+            answer.sources = [
+                replace(Source.from_passage(prompt.passages[i]), cited_by="similarity") for i in chosen
+            ]
 
     # ------------------------------------------------------------------ helpers
 
@@ -293,47 +249,28 @@ class ChatPipeline:
         wait = f"; waiting for {ahead} other question{'s' if ahead > 1 else ''} first" if ahead else ""
         return f"generating the answer ({self.llm.info.describe()}){wait}…"
 
-    def _reranker_label(self, rerank: bool) -> str:
-        if not rerank:
-            return "reranking is off: disabled for this request (--no-rerank)"
-        return self.rerank_status.describe()
 
-
-_WORD = re.compile(r"[A-Za-z0-9_]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-ATTRIBUTION_MIN = 0.5
-
-
-def _plausible_rewrite(candidate: str, question: str) -> bool:
+def plausible_rewrite(candidate: str, question: str) -> bool:
     """A rewrite worth searching with: a single question-sized line, not an answer or an echo."""
     if not candidate or len(candidate) > max(300, 4 * len(question)):
         return False
     return (
-        candidate.lower().strip(" ?.") != question.lower().strip(" ?.") and len(_WORD.findall(candidate)) >= 3
+        candidate.lower().strip(" ?.") != question.lower().strip(" ?.") and len(WORD.findall(candidate)) >= 3
     )
 
 
-def _copy(hit: Hit) -> Hit:
-    return Hit(hit.id, hit.score, hit.payload, hit.dense_score, hit.rerank_score)
+def _search_timings(ranking: Ranking) -> dict[str, float]:
+    return {
+        "retrieve_ms": round(ranking.timings["embed_ms"] + ranking.timings["search_ms"], 1),
+        "rerank_ms": round(ranking.timings["rerank_ms"], 1),
+    }
 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-def open_pipeline(settings: Settings, collection: str | None = None, with_llm: bool = True) -> ChatPipeline:
-    """Store, embedder, reranker (or why it is off) and LLM from settings; the collection must exist."""
-    store = open_store(settings, collection, create=False)
-    try:
-        meta = store.collection_meta()
-        embedder = embedder_from_settings(settings)
-        if meta and meta.get("embedder") not in (None, embedder.name):
-            raise RagError(
-                f"this collection was built with embedder {meta['embedder']!r}; set RAG_EMBED_MODEL to it"
-            )
-        reranker, status = reranker_from_settings(settings)
-        llm = open_llm(settings) if with_llm else None
-    except BaseException:  # the store must not stay locked by a pipeline that never opened
-        store.close()
-        raise
-    return ChatPipeline(settings, store, embedder, llm, reranker, status)
+def open_chat(collection: Collection, with_llm: bool = True) -> ChatPipeline:
+    """The chat pipeline of an open collection: its searcher (with the configured reranker) and the LLM."""
+    llm = open_llm(collection.settings) if with_llm else None
+    return ChatPipeline(Searcher.for_collection(collection), llm)

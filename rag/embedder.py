@@ -147,7 +147,7 @@ def embedder_from_settings(settings: Settings) -> Embedder:
 
 
 class TextEmbedder(Protocol):
-    """What ingestion needs of an embedder, loaded or not."""
+    """What ingestion and search need of an embedder, loaded or not."""
 
     @property
     def name(self) -> str: ...
@@ -161,6 +161,8 @@ class TextEmbedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
 
 
 class LazyEmbedder:

@@ -27,20 +27,11 @@ class Passage:
     n: int
     hit: Hit
 
-    @property
-    def source(self) -> str:
-        return str(self.hit.payload.get("source", "?"))
-
-    @property
-    def page(self) -> int | None:
-        page = self.hit.payload.get("page")
-        return int(page) if page else None
-
     def render(self) -> str:
-        where = self.source + (f", page {self.page}" if self.page else "")
-        title = self.hit.payload.get("title")
-        head = f"[{self.n}] ({where})" + (f" {title}" if title else "")
-        return f"{head}\n{_defang(str(self.hit.payload.get('text', '')))}"
+        chunk = self.hit.chunk
+        where = chunk.source + (f", page {chunk.page}" if chunk.page else "")
+        head = f"[{self.n}] ({where})" + (f" {chunk.title}" if chunk.title else "")
+        return f"{head}\n{_defang(chunk.text)}"
 
 
 @dataclass

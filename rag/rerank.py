@@ -49,19 +49,13 @@ class Reranker:
         if not hits:
             return [], 0.0
         started = time.perf_counter()
-        pairs = [(query, _passage(h)) for h in hits]
+        pairs = [(query, h.chunk.passage()) for h in hits]
         with self._lock:
             scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
         for hit, score in zip(hits, scores, strict=True):
             hit.rerank_score = float(score)
         ranked = sorted(hits, key=lambda h: h.rerank_score or 0.0, reverse=True)[:top_n]
         return ranked, (time.perf_counter() - started) * 1000
-
-
-def _passage(hit: Hit) -> str:
-    title = hit.payload.get("title")
-    text = str(hit.payload.get("text", ""))
-    return f"{title}\n{text}" if title else text
 
 
 BACKENDS = ("torch", "torch-bf16")

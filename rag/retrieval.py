@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rag.embedder import Embedder
+from rag.embedder import TextEmbedder
 from rag.sparse import bm25_query
 from rag.store import Hit, SearchFilter, VectorStore
 
@@ -25,7 +25,7 @@ class Retrieved:
 
 
 class Retriever:
-    def __init__(self, store: VectorStore, embedder: Embedder) -> None:
+    def __init__(self, store: VectorStore, embedder: TextEmbedder) -> None:
         self.store = store
         self.embedder = embedder
 

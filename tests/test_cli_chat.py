@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import RAG_BIN, cli_env
 from tests.docs_factory import make_corpus
 
+pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pytest
 
 import ingest.job
 from ingest.job import IngestJob, IngestSummary
+from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
 from rag.store import open_store
@@ -20,12 +21,9 @@ from tests.conftest import RAG_BIN, REPO, cli_env
 from tests.docs_factory import make_corpus, write_pdf
 
 
-def run_ingest(settings: Settings, embedder: Embedder, root: Path) -> IngestSummary:
-    store = open_store(settings)
-    try:
-        return IngestJob(settings, store, embedder).run(root, progress=False)
-    finally:
-        store.close()
+def run_ingest(settings: Settings, root: Path) -> IngestSummary:
+    with Collection(settings, create=True) as collection:
+        return IngestJob(collection).run(root, progress=False)
 
 
 def snapshot(settings: Settings) -> dict[str, Any]:
@@ -48,7 +46,7 @@ def test_every_format_is_ingested_with_its_payload(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
-    summary = run_ingest(settings, embedder, root)
+    summary = run_ingest(settings, root)
     assert summary.added == 7 and not summary.failed and not summary.skipped
     store = open_store(settings)
     try:
@@ -82,13 +80,13 @@ def test_rerun_is_idempotent_and_embeds_nothing(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
-    run_ingest(settings, embedder, root)
+    run_ingest(settings, root)
     before = snapshot(settings)
-    again = run_ingest(settings, embedder, root)
+    again = run_ingest(settings, root)
     assert (again.added, again.updated, again.chunks, again.unchanged) == (0, 0, 0, 7)
     assert "nothing changed" in again.render()
     os.utime(root / "notes.txt")  # touched but not changed: hashed, still unchanged
-    touched = run_ingest(settings, embedder, root)
+    touched = run_ingest(settings, root)
     assert (touched.updated, touched.chunks, touched.unchanged) == (0, 0, 7)
     assert snapshot(settings) == before
 
@@ -97,10 +95,10 @@ def test_changed_file_replaces_chunks_and_removed_file_is_deleted(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
-    run_ingest(settings, embedder, root)
+    run_ingest(settings, root)
     (root / "guide.md").write_text("# Alpaca guide\n\nAlpacas hum when they are curious.\n")
     (root / "notes.txt").unlink()
-    summary = run_ingest(settings, embedder, root)
+    summary = run_ingest(settings, root)
     assert (summary.updated, summary.deleted, summary.unchanged) == (1, 1, 5)
     state = snapshot(settings)
     assert "notes.txt" not in state["docs"]
@@ -113,7 +111,7 @@ def test_bad_inputs_fail_alone_and_lose_nothing(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
-    run_ingest(settings, embedder, root)
+    run_ingest(settings, root)
     before = snapshot(settings)
     (root / "report.pdf").write_bytes(b"%PDF-1.4 garbage" + bytes(range(256)) * 10)  # a good file goes bad
     (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
@@ -123,7 +121,7 @@ def test_bad_inputs_fail_alone_and_lose_nothing(
     (root / "loop_a.txt").symlink_to(root / "loop_b.txt")
     (root / "loop_b.txt").symlink_to(root / "loop_a.txt")
     (root / "sub" / "back").symlink_to(root, target_is_directory=True)
-    summary = run_ingest(settings, embedder, root)
+    summary = run_ingest(settings, root)
     failed = dict(summary.failed)
     assert "PDF" in failed["report.pdf"]
     assert "binary" in failed["binary.txt"]
@@ -176,7 +174,7 @@ def test_streamed_file_is_written_in_parts(
     (root / "long.txt").write_text(
         "\n\n".join(f"Paragraph {i}. " + "Words about llamas. " * 30 for i in range(20))
     )
-    summary = run_ingest(settings, embedder, root)
+    summary = run_ingest(settings, root)
     state = snapshot(settings)
     assert summary.chunks == state["total"] == state["docs"]["long.txt"][1] > 8
     assert [c[1] for c in state["chunks"]] == list(range(state["total"]))
@@ -189,7 +187,7 @@ def test_same_results_through_both_backends(
 
     root = make_corpus(tmp_path / "corpus")
     for s in (settings, server_settings):
-        summary = run_ingest(s, embedder, root)
+        summary = run_ingest(s, root)
         assert summary.added == 7
     assert snapshot(settings) == snapshot(server_settings)
     query = "what do alpacas eat?"
@@ -215,7 +213,7 @@ def test_same_results_through_both_backends(
 
 def test_locked_store_gives_one_line_message(tmp_path: Path, settings: Settings, embedder: Embedder) -> None:
     root = make_corpus(tmp_path / "corpus")
-    run_ingest(settings, embedder, root)
+    run_ingest(settings, root)
     holder = open_store(settings)
     try:
         env = cli_env(settings.data_dir)
@@ -235,7 +233,7 @@ def test_pdf_with_many_pages_records_page_count(
     root = tmp_path / "corpus"
     root.mkdir()
     write_pdf(root / "book.pdf", [f"Chapter {i} is about animal number {i}." for i in range(1, 6)])
-    run_ingest(settings, embedder, root)
+    run_ingest(settings, root)
     (record,) = snapshot_records(settings)
     assert record["pages"] == 5
 
@@ -293,13 +291,11 @@ def test_each_document_records_when_it_was_written(
         if done == 1:
             time.sleep(1.1)  # ingested_at has whole seconds
 
-    store = open_store(settings)
-    try:
-        IngestJob(settings, store, embedder).run(root, progress=False, on_file=slow_first_file)
+    with Collection(settings, create=True) as collection:
+        store = collection.store
+        IngestJob(collection).run(root, progress=False, on_file=slow_first_file)
         records = store.document_records()
         chunk_times = {c["ingested_at"] for r in records for c in store.chunks_of(r["doc_id"])}
-    finally:
-        store.close()
     record_times = {r["ingested_at"] for r in records}
     assert len(records) == 2 and len(record_times) == 2
     assert chunk_times == record_times  # a document's chunks carry its own time

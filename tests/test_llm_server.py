@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,9 @@ import pytest
 from rag.errors import RagError
 from rag.llm import LLMClient
 from rag.llm_server import EmbeddedServer, packaged_gguf
+from tests.fake_llm import FakeLLM, fake_llm
+
+pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
 
 QUESTION = [{"role": "user", "content": "Name one colour of the sky."}]
 
@@ -112,57 +113,20 @@ def test_concurrent_questions_each_get_a_full_answer(server: EmbeddedServer) -> 
     assert sorted(answers) == [0, 1, 2] and all(a.strip() for a in answers.values()), answers
 
 
-class _ScriptedLLM(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint that streams the next scripted reply (empty ones included)."""
-
-    replies: list[str] = []
-    requests = 0
-
-    def do_GET(self) -> None:  # /v1/models
-        self._send("application/json", json.dumps({"object": "list", "data": [{"id": "scripted"}]}).encode())
-
-    def do_POST(self) -> None:  # /v1/chat/completions, stream=True
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).requests += 1
-        text = self.replies.pop(0) if self.replies else ""
-        events = (
-            [{"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}] if text else []
-        )
-        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        body = "".join(
-            f"data: {json.dumps({'id': 'x', 'object': 'chat.completion.chunk', 'created': 0, 'model': 'scripted', **e})}\n\n"
-            for e in events
-        )
-        self._send("text/event-stream", (body + "data: [DONE]\n\n").encode())
-
-    def _send(self, kind: str, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def scripted() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedLLM)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    _ScriptedLLM.requests = 0
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+def scripted() -> Iterator[FakeLLM]:
+    with fake_llm() as fake:
+        yield fake
 
 
-def test_an_empty_generation_is_retried_once(scripted: str) -> None:
-    _ScriptedLLM.replies = ["", "Blue."]
-    assert LLMClient(scripted, None, None, 10).complete(QUESTION, 8) == "Blue."
-    assert _ScriptedLLM.requests == 2
+def test_an_empty_generation_is_retried_once(scripted: FakeLLM) -> None:
+    scripted.script("", "Blue.")
+    assert LLMClient(scripted.url, None, None, 10).complete(QUESTION, 8) == "Blue."
+    assert len(scripted.requests) == 2
 
 
-def test_two_empty_generations_are_an_error_not_an_answer(scripted: str) -> None:
-    _ScriptedLLM.replies = ["", "  "]
+def test_two_empty_generations_are_an_error_not_an_answer(scripted: FakeLLM) -> None:
+    scripted.script("", "  ")
     with pytest.raises(RagError, match="empty answer"):
-        LLMClient(scripted, None, None, 10).complete(QUESTION, 8)
-    assert _ScriptedLLM.requests == 2
+        LLMClient(scripted.url, None, None, 10).complete(QUESTION, 8)
+    assert len(scripted.requests) == 2

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
-from rag.reranker_training import Group, accuracy_at_1, as_question, mine, train
-from rag.store import open_store
 from tests.docs_factory import make_corpus
 from tests.test_ingest import run_ingest
+from training.reranker import Group, accuracy_at_1, as_question, mine, train
 
 
 def _corpus(root: Path) -> Path:
@@ -26,14 +26,11 @@ def test_mining_yields_valid_groups_and_honours_exclusions(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:
     root = _corpus(tmp_path / "corpus")
-    run_ingest(settings, embedder, root)
-    store = open_store(settings)
-    try:
+    run_ingest(settings, root)
+    with Collection(settings) as collection:
         counts: Counter[str] = Counter()
-        groups = mine(store, embedder, exclude=[], negatives=2, counts=counts)
-        excluded = mine(store, embedder, exclude=["faq.md"], negatives=2)
-    finally:
-        store.close()
+        groups = mine(collection, exclude=[], negatives=2, counts=counts)
+        excluded = mine(collection, exclude=["faq.md"], negatives=2)
     assert groups, "no group mined"
     for g in groups:
         assert g.query and g.positive and len(g.negatives) == 2 and g.positive not in g.negatives

@@ -19,6 +19,8 @@ import pytest
 from tests.conftest import RAG_BIN, REPO, cli_env
 from tests.docs_factory import make_corpus
 
+pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 

@@ -9,7 +9,6 @@ and the best checkpoint on held-out mined groups kept.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import random
 import re
@@ -20,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.embedder import Embedder, cpu_has_native_bf16
+from rag.collection import Collection
+from rag.embedder import cpu_has_native_bf16
 from rag.llm import LLMClient
 from rag.retrieval import Mode, Retriever
-from rag.store import VectorStore
-from rag.store.base import KIND_CHUNK
+from rag.store.payload import ChunkPayload
+from rag.text import matches_glob
 
 log = logging.getLogger("rag.train")
 
@@ -39,26 +39,20 @@ class Group:
     origin: str  # "heading" or "llm"
 
 
-def _passage(payload: dict[str, Any]) -> str:
-    title = payload.get("title")
-    return f"{title}\n{payload.get('text', '')}" if title else str(payload.get("text", ""))
-
-
-def _chunks(store: VectorStore, exclude: list[str]) -> list[dict[str, Any]]:
-    chunks = [c for r in store.document_records() for c in store.chunks_of(r["doc_id"])]
-    return [
-        c
-        for c in chunks
-        if c.get("kind") == KIND_CHUNK and not any(fnmatch.fnmatch(c["source"], p) for p in exclude)
+def _chunks(collection: Collection, exclude: list[str]) -> list[ChunkPayload]:
+    store = collection.store
+    chunks = [
+        ChunkPayload.from_payload(c) for r in store.document_records() for c in store.chunks_of(r["doc_id"])
     ]
+    return [c for c in chunks if not matches_glob(c.source, exclude)]
 
 
-def heading_queries(chunks: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def heading_queries(chunks: list[ChunkPayload]) -> list[tuple[str, ChunkPayload]]:
     """The last heading of each section, once: a question as written, else a keyword query."""
     seen: set[str] = set()
     out = []
     for chunk in chunks:
-        title = str(chunk.get("title") or "").split(" › ")[-1].strip()
+        title = (chunk.title or "").split(" › ")[-1].strip()
         if len(title.split()) >= 2 and title.lower() not in seen:
             seen.add(title.lower())
             out.append((title, chunk))
@@ -66,13 +60,13 @@ def heading_queries(chunks: list[dict[str, Any]]) -> list[tuple[str, dict[str, A
 
 
 def llm_queries(
-    chunks: list[dict[str, Any]], llm: LLMClient, count: int, rng: random.Random
-) -> list[tuple[str, dict[str, Any]]]:
+    chunks: list[ChunkPayload], llm: LLMClient, count: int, rng: random.Random
+) -> list[tuple[str, ChunkPayload]]:
     out = []
     for chunk in rng.sample(chunks, min(count, len(chunks))):
         messages = [
             {"role": "system", "content": QUESTION_PROMPT},
-            {"role": "user", "content": str(chunk.get("text", ""))[:1500]},
+            {"role": "user", "content": chunk.text[:1500]},
         ]
         question = as_question(llm.complete(messages, max_tokens=48, temperature=0.3))
         if question:
@@ -99,8 +93,7 @@ def as_question(reply: str) -> str | None:
 
 
 def mine(
-    store: VectorStore,
-    embedder: Embedder,
+    collection: Collection,
     exclude: list[str],
     negatives: int = 4,
     llm: LLMClient | None = None,
@@ -112,14 +105,14 @@ def mine(
     """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why."""
     rng = random.Random(seed)
     counts = Counter() if counts is None else counts
-    chunks = _chunks(store, exclude)
+    chunks = _chunks(collection, exclude)
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
     if llm is not None and llm_count:
         asked = llm_queries(chunks, llm, llm_count, rng)
         counts["llm: no question in the reply"] += min(llm_count, len(chunks)) - len(asked)
         candidates += [(q, c, "llm") for q, c in asked]
     rng.shuffle(candidates)
-    retriever = Retriever(store, embedder)
+    retriever = Retriever(collection.store, collection.embedder)
     groups: list[Group] = []
     for query, chunk, origin in candidates:
         if max_groups and len(groups) >= max_groups:
@@ -134,27 +127,22 @@ def mine(
 
 
 def _group(
-    retriever: Retriever, query: str, chunk: dict[str, Any], origin: str, negatives: int, exclude: list[str]
+    retriever: Retriever, query: str, chunk: ChunkPayload, origin: str, negatives: int, exclude: list[str]
 ) -> Group | str:
     """A group when the bi-encoder ranks the query's source chunk first (so the query is answerable from it), with
     negatives from other documents; else why not, in words."""
     dense = retriever.retrieve(query, 1, Mode.DENSE).hits
-    if (
-        not dense
-        or dense[0].payload.get("doc_id") != chunk["doc_id"]
-        or dense[0].payload.get("chunk_index") != chunk["chunk_index"]
-    ):
+    if not dense or (dense[0].chunk.doc_id, dense[0].chunk.chunk_index) != (chunk.doc_id, chunk.chunk_index):
         return "source not ranked first by the bi-encoder"
     hybrid = retriever.retrieve(query, 30, Mode.HYBRID).hits
     others = [
-        _passage(h.payload)
+        h.chunk.passage()
         for h in hybrid
-        if h.payload.get("doc_id") != chunk["doc_id"]
-        and not any(fnmatch.fnmatch(str(h.payload.get("source")), p) for p in exclude)
+        if h.chunk.doc_id != chunk.doc_id and not matches_glob(h.chunk.source, exclude)
     ]
     if len(others) < negatives:
         return "too few negatives"
-    return Group(query, _passage(chunk), others[:negatives], origin)
+    return Group(query, chunk.passage(), others[:negatives], origin)
 
 
 # ---------------------------------------------------------------------------------------------------- training

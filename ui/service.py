@@ -1,4 +1,4 @@
-"""What the UI does, without Gradio: one pipeline per collection, uploads, ingestion, deletion, status."""
+"""What the UI does, without Gradio: collections and their chat, uploads, ingestion, deletion, status."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 
 from ingest.job import IngestJob, IngestSummary
 from ingest.loaders import loader_for
-from rag.answer import ChatPipeline, open_pipeline
+from rag.answer import ChatPipeline, open_chat
+from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.rerank import reranker_from_settings
-from rag.store import check_collection_name, list_collections, open_store
+from rag.store import check_collection_name, list_collections
 
 
 @dataclass
@@ -28,22 +28,38 @@ class Upload:
 
 
 class RagService:
-    """Shared by every browser session of one app process; safe to call from Gradio's worker threads."""
+    """Shared by every browser session of one app process; safe to call from Gradio's worker threads.
+
+    Each collection is opened once and kept; its chat pipeline (which starts the LLM) only when a question comes,
+    so documents can be listed, uploaded and deleted whatever the LLM's state.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pipelines: dict[str, ChatPipeline] = {}
+        self._collections: dict[str, Collection] = {}
+        self._chats: dict[str, ChatPipeline] = {}
         self._lock = threading.Lock()
+        self._chat_lock = threading.Lock()
         self._ingest_locks: dict[str, threading.Lock] = {}
 
-    def pipeline(self, collection: str) -> ChatPipeline:
-        """The collection's pipeline, opened on first use; a store held elsewhere raises a clear RagError."""
+    def collection(self, name: str, create: bool = False) -> Collection:
+        """The named collection, opened on first use; a missing one raises unless create, a held store too."""
         with self._lock:
-            found = self._pipelines.get(collection)
+            found = self._collections.get(name)
             if found is None:
-                found = open_pipeline(self.settings, collection)
-                self._pipelines[collection] = found
+                found = Collection(self.settings, name, create=create)
+                self._collections[name] = found
             return found
+
+    def pipeline(self, collection: str) -> ChatPipeline:
+        """The collection's chat pipeline, opened on first question."""
+        opened = self.collection(collection)
+        with self._chat_lock:
+            chat = self._chats.get(collection)
+            if chat is None:
+                chat = open_chat(opened)
+                self._chats[collection] = chat
+            return chat
 
     def collections(self) -> list[str]:
         """Collections that exist, plus the configured one (chat there says how to fill it)."""
@@ -52,7 +68,7 @@ class RagService:
         except Exception as exc:  # a Qdrant server that cannot be reached fails in many types
             raise RagError(f"cannot list the collections: {exc}") from exc
         with self._lock:
-            found += list(self._pipelines)
+            found += list(self._collections)
         return sorted({*found, self.settings.collection})
 
     def create_collection(self, name: str) -> str:
@@ -60,22 +76,15 @@ class RagService:
         name = check_collection_name((name or "").strip())
         if name in list_collections(self.settings):
             raise RagError(f"collection {name!r} already exists")
-        self._create(name)
+        self.collection(name, create=True).ensure_created()
         return name
-
-    def _create(self, name: str) -> None:
-        embedder = embedder_from_settings(self.settings)
-        store = open_store(self.settings, name, create=True)
-        try:
-            store.ensure_collection(embedder.dimension, embedder.name)
-        finally:
-            store.close()
 
     def close(self) -> None:
         with self._lock:
-            for pipeline in self._pipelines.values():
-                pipeline.store.close()
-            self._pipelines.clear()
+            for collection in self._collections.values():
+                collection.close()
+            self._collections.clear()
+            self._chats.clear()
 
     def uploads_dir(self, collection: str) -> Path:
         return self.settings.data_dir / "uploads" / check_collection_name(collection)
@@ -104,30 +113,21 @@ class RagService:
         self, collection: str, on_file: Callable[[int, int], None] | None = None
     ) -> IngestSummary:
         """Ingest the upload folder in this process, through the collection's open store (created if new)."""
-        if collection not in list_collections(self.settings):
-            self._create(check_collection_name(collection))
-        pipeline = self.pipeline(collection)
+        opened = self.collection(collection, create=True)
         lock = self._ingest_locks.setdefault(collection, threading.Lock())
         if not lock.acquire(blocking=False):
             raise RagError("an ingestion of this collection is already running; wait for it to finish")
         try:
-            embedder = embedder_from_settings(self.settings)
-            job = IngestJob(self.settings, pipeline.store, embedder)
-            return job.run(self.uploads_dir(collection), progress=False, on_file=on_file)
+            return IngestJob(opened).run(self.uploads_dir(collection), progress=False, on_file=on_file)
         finally:
             lock.release()
 
     def documents(self, collection: str) -> list[dict[str, Any]]:
-        records = self.pipeline(collection).store.document_records()
-        return sorted(records, key=lambda r: (str(r.get("root")), str(r.get("source"))))
+        return self.collection(collection).documents()
 
     def delete_document(self, collection: str, doc_id: str) -> str:
         """Delete a document's chunks; an uploaded file goes too, so a re-ingest does not bring it back."""
-        store = self.pipeline(collection).store
-        record = next((r for r in store.document_records() if r.get("doc_id") == doc_id), None)
-        if record is None:
-            raise RagError("no such document in this collection")
-        store.delete_document(doc_id)
+        record = self.collection(collection).delete_document(doc_id)
         uploads = self.uploads_dir(collection).resolve()
         if Path(str(record.get("root"))).resolve() == uploads:
             (uploads / str(record["source"])).unlink(missing_ok=True)

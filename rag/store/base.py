@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rag.store.payload import ChunkPayload
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -48,6 +52,12 @@ class Hit:
     payload: dict[str, Any]
     dense_score: float | None = None  # cosine similarity with the query: a relevance, unlike RRF's rank score
     rerank_score: float | None = None  # the cross-encoder's relevance, when it ran
+
+    @cached_property
+    def chunk(self) -> ChunkPayload:
+        from rag.store.payload import ChunkPayload  # payload.py reads this module's constants
+
+        return ChunkPayload.from_payload(self.payload)
 
     @property
     def relevance(self) -> float:

@@ -1,0 +1,70 @@
+"""A collection opened once: its store, its embedder (loaded on first use) and its meta, checked once, closed once.
+
+Ingestion, search and chat are built from a Collection; nothing else opens a store or checks the embedder.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from rag.config import Settings
+from rag.embedder import LazyEmbedder
+from rag.errors import RagError
+from rag.store import VectorStore, check_collection_name, open_store
+
+DOC_FIELDS = ("doc_id", "source", "root", "file_type", "chunks", "pages", "ingested_at", "title", "size")
+
+
+class Collection:
+    def __init__(self, settings: Settings, name: str | None = None, create: bool = False) -> None:
+        """Open the named collection (the settings' by default); create=False: it must exist already."""
+        self.settings = settings
+        self.name = check_collection_name(name or settings.collection)
+        self.store: VectorStore = open_store(settings, self.name, create=create)
+        self.embedder = LazyEmbedder(settings)
+        self._closed = threading.Event()
+        try:
+            self._check_embedder()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_embedder(self) -> None:
+        built_with = (self.store.collection_meta() or {}).get("embedder")
+        if built_with not in (None, self.embedder.name):
+            raise RagError(
+                f"collection {self.name!r} was built with embedder {built_with!r}, not {self.embedder.name!r}: "
+                "set RAG_EMBED_MODEL to it, or use another collection"
+            )
+
+    def ensure_created(self) -> None:
+        """Create the store's collection (loads the embedder for its dimension); a no-op when it exists."""
+        self.store.ensure_collection(self.embedder.dimension, self.embedder.name)
+
+    def documents(self) -> list[dict[str, Any]]:
+        records = self.store.document_records()
+        docs = [{k: r.get(k) for k in DOC_FIELDS} for r in records]
+        return sorted(docs, key=lambda d: (d["root"] or "", d["source"] or ""))
+
+    def delete_document(self, doc_id: str) -> dict[str, Any]:
+        """Delete a document's chunks and record; its record, for the caller to report."""
+        record = next((d for d in self.documents() if d["doc_id"] == doc_id), None)
+        if record is None:
+            raise RagError("no such document in this collection")
+        self.store.delete_document(doc_id)
+        return record
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self.store.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,78 @@
+"""Search a collection the way chat and eval both do: hybrid first stage, cross-encoder rerank, relevance threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rag.collection import Collection
+from rag.config import Settings
+from rag.rerank import Reranker, RerankStatus, reranker_from_settings
+from rag.retrieval import Mode, Retriever
+from rag.store import Hit, SearchFilter
+
+
+@dataclass
+class Ranking:
+    candidates: list[Hit]  # the first stage's order, before any reranking
+    ranked: list[Hit]  # the final order, cut to top_n
+    threshold: float  # relevance under which a passage does not answer (the reranker's scale when it ran)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def relevant(self) -> list[Hit]:
+        return [h for h in self.ranked if h.relevance >= self.threshold]
+
+    @property
+    def best_relevance(self) -> float:
+        return max((h.relevance for h in self.ranked), default=0.0)
+
+
+class Searcher:
+    def __init__(
+        self,
+        collection: Collection,
+        reranker: Reranker | None,
+        rerank_status: RerankStatus,
+        settings: Settings | None = None,
+    ) -> None:
+        """settings: the collection's unless given (top-k, top-n and the thresholds come from it)."""
+        self.collection = collection
+        self.settings = settings or collection.settings
+        self.retriever = Retriever(collection.store, collection.embedder)
+        self.reranker = reranker
+        self.rerank_status = rerank_status
+
+    @classmethod
+    def for_collection(cls, collection: Collection) -> Searcher:
+        """With the configured cross-encoder, or without it and the reason it is off."""
+        return cls(collection, *reranker_from_settings(collection.settings))
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        top_n: int | None = None,
+        mode: Mode = Mode.HYBRID,
+        rerank: bool = True,
+        flt: SearchFilter | None = None,
+    ) -> Ranking:
+        top_k, top_n = top_k or self.settings.top_k, top_n or self.settings.top_n
+        retrieved = self.retriever.retrieve(query, top_k, mode, flt)
+        candidates = [_copy(h) for h in retrieved.hits]
+        timings = {"embed_ms": retrieved.embed_ms, "search_ms": retrieved.search_ms, "rerank_ms": 0.0}
+        reranker = self.reranker if rerank else None
+        if reranker is not None:
+            ranked, timings["rerank_ms"] = reranker.rerank(query, retrieved.hits, top_n)
+        else:
+            ranked = retrieved.hits[:top_n]
+        threshold = self.settings.rerank_threshold if reranker else self.settings.relevance_threshold
+        return Ranking(candidates, ranked, threshold, timings)
+
+    def reranker_label(self, rerank: bool) -> str:
+        if not rerank:
+            return "reranking is off: disabled for this request (--no-rerank)"
+        return self.rerank_status.describe()
+
+
+def _copy(hit: Hit) -> Hit:
+    return Hit(hit.id, hit.score, hit.payload, hit.dense_score, hit.rerank_score)

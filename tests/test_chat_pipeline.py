@@ -1,0 +1,153 @@
+"""The chat pipeline's own logic against a scripted LLM: condensing, citations, refusals, streaming.
+
+The collection is real (packaged embedder, qdrant-edge, a corpus made here); only the model's replies are scripted,
+so each behaviour is tested on exactly the reply that exercises it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from evals.run import calibrate
+from rag.answer import Answer, ChatPipeline, Status, Token, Turn, plausible_rewrite
+from rag.collection import Collection
+from rag.config import Settings
+from rag.embedder import Embedder
+from rag.errors import RagError
+from rag.llm import LLMClient
+from rag.prompt import REFUSAL, build_prompt, is_refusal
+from rag.search import Searcher
+from tests.docs_factory import make_corpus
+from tests.fake_llm import FakeLLM, fake_llm
+from tests.test_ingest import run_ingest
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Collection]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), collection="fake")
+    run_ingest(settings, make_corpus(tmp_path_factory.mktemp("corpus")))
+    with Collection(settings) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[FakeLLM]:
+    with fake_llm() as fake:
+        yield fake
+
+
+@pytest.fixture
+def chat(collection: Collection, llm: FakeLLM) -> ChatPipeline:
+    return ChatPipeline(Searcher.for_collection(collection), LLMClient(llm.url, None, None, 10))
+
+
+def test_model_citations_map_to_their_passages_and_unknown_ones_are_listed(
+    chat: ChatPipeline, llm: FakeLLM
+) -> None:
+    llm.script("Alpacas eat grass and hay [1]. They also eat stars [7].")
+    answer = chat.ask("What do alpacas eat?")
+    assert not answer.refused
+    assert [(s.n, s.source, s.cited_by) for s in answer.sources] == [(1, "guide.md", "model")]
+    assert answer.invalid_citations == [7]
+
+
+def test_an_index_in_code_is_not_a_citation(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Alpacas eat grass [1]; in Perl: `$food[2]`.")
+    answer = chat.ask("What do alpacas eat?")
+    assert [s.n for s in answer.sources] == [1] and answer.invalid_citations == []
+
+
+def test_an_uncited_answer_is_attributed_by_similarity_and_says_so(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Alpacas eat grass and hay.")
+    answer = chat.ask("What do alpacas eat?")
+    assert [(s.source, s.cited_by) for s in answer.sources] == [("guide.md", "similarity")]
+
+
+def test_the_models_refusal_is_a_refusal(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script(REFUSAL)
+    answer = chat.ask("What do alpacas eat?")
+    assert answer.refused and answer.sources == [] and answer.context  # it saw passages and declined
+
+
+def test_no_relevant_passage_refuses_without_asking_the_model(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("should never be read")
+    answer = chat.ask("Who won the 1998 football world cup final in Paris?")
+    assert answer.refused and answer.answer == REFUSAL and llm.requests == []
+
+
+def test_a_follow_up_is_rewritten_with_the_conversation(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Can ostriches fly?", "No, ostriches cannot fly [1].")
+    history = [Turn("user", "Tell me about ostriches."), Turn("assistant", "They are large birds.")]
+    answer = chat.ask("Can they fly?", history)
+    assert answer.standalone_question == "Can ostriches fly?"
+    assert "Tell me about ostriches." in llm.requests[0][1]["content"]  # the rewrite saw the conversation
+    assert answer.context[0].source == "memo.docx"
+
+
+def test_an_implausible_rewrite_falls_back_to_the_last_question(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Can they fly?", "No [1].")  # an echo is no rewrite
+    history = [Turn("user", "Tell me about ostriches."), Turn("assistant", "They are large birds.")]
+    answer = chat.ask("Can they fly?", history)
+    assert answer.standalone_question == "Tell me about ostriches. Can they fly?"
+
+
+def test_the_stream_says_what_it_does_then_streams_then_answers(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Alpacas eat grass [1].")
+    events = list(chat.stream("What do alpacas eat?"))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[:2] == ["Status", "Status"] and kinds[-1] == "Answer"
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    assert len(tokens) > 1 and "".join(tokens) == "Alpacas eat grass [1]."
+    assert [e.text.split(" (")[0] for e in events if isinstance(e, Status)] == [
+        "searching the documents…",
+        "generating the answer",
+    ]
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.timings["first_token_ms"] <= answer.timings["total_ms"]
+
+
+def test_a_pipeline_without_llm_refuses_cleanly_and_says_it_cannot_answer(collection: Collection) -> None:
+    chat = ChatPipeline(Searcher.for_collection(collection), None)
+    assert chat.ask("Who won the 1998 football world cup final in Paris?").refused
+    with pytest.raises(RagError, match="no LLM"):
+        chat.ask("What do alpacas eat?")
+
+
+def test_plausible_rewrite() -> None:
+    assert plausible_rewrite("How fast do ostriches run?", "How fast do they run?")
+    assert not plausible_rewrite("", "How fast do they run?")
+    assert not plausible_rewrite("how fast do they run", "How fast do they run?")  # an echo
+    assert not plausible_rewrite("Ostriches?", "How fast do they run?")  # too short to search with
+    assert not plausible_rewrite("word " * 200, "Why?")  # an answer, not a question
+
+
+def test_is_refusal() -> None:
+    assert (
+        is_refusal(REFUSAL)
+        and is_refusal(f'"{REFUSAL}"')
+        and is_refusal("the documents do not contain the answer")
+    )
+    assert not is_refusal("Alpacas eat hay. The documents do not contain the answer to the rest.")
+
+
+def test_passages_that_do_not_fit_are_counted_as_dropped(collection: Collection) -> None:
+    hits = Searcher.for_collection(collection).search("animals", 10, 10).ranked
+    roomy = build_prompt("animals", hits, 4096, 256)
+    tight = build_prompt("animals", hits, 420, 256)
+    assert roomy.dropped == 0 and len(roomy.passages) == len(hits)
+    assert tight.dropped > 0 and len(tight.passages) + tight.dropped == len(hits)
+    assert [p.n for p in tight.passages] == list(range(1, len(tight.passages) + 1))  # numbered without gaps
+
+
+def test_threshold_calibration_picks_the_separating_score() -> None:
+    relevance = [(True, 0.8), (True, 0.7), (True, 0.6), (False, 0.3), (False, 0.5)]
+    result = calibrate(relevance, current=0.9)
+    assert (
+        result["best"] == 0.6
+        and result["best_answered_rate"] == 1.0
+        and result["best_refusal_accuracy"] == 1.0
+    )
+    assert result["current_answered_rate"] == 0.0
+    assert "note" in calibrate([(True, 0.8)], current=0.5)

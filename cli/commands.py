@@ -142,7 +142,9 @@ def _timings_text(answer: Any) -> str:
         "total_ms": "total",
     }
     parts = [
-        f"{label} {answer.timings[key] / 1000:.2f} s" for key, label in names.items() if key in answer.timings
+        f"{label} {answer.timings[key] / 1000:.2f} s"
+        for key, label in names.items()
+        if answer.timings.get(key)
     ]
     return "(" + " · ".join(parts) + ")"
 

@@ -272,5 +272,6 @@ def _ms(since: float) -> float:
 
 def open_chat(collection: Collection, with_llm: bool = True) -> ChatPipeline:
     """The chat pipeline of an open collection: its searcher (with the configured reranker) and the LLM."""
+    collection.embedder.load()  # now, not inside the first question's search time
     llm = open_llm(collection.settings) if with_llm else None
     return ChatPipeline(Searcher.for_collection(collection), llm)

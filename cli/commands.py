@@ -67,6 +67,12 @@ def _ask_args(p: argparse.ArgumentParser) -> None:
 
 
 def _answer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mode",
+        choices=("evidence", "generate", "both"),
+        help="evidence: the documents' own sentences, cited (no LLM); generate: the LLM's answer; both "
+        "(RAG_ANSWER_MODE)",
+    )
     p.add_argument("--top-k", type=int, help="candidates from hybrid search (default 30)")
     p.add_argument("--top-n", type=int, help="passages kept after reranking (default 5)")
     p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder, keep the fused order")
@@ -84,23 +90,24 @@ def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
-def _chat_session(settings: Settings) -> Iterator[tuple[Any, Any]]:
+def _chat_session(settings: Settings, mode: str | None) -> Iterator[tuple[Any, Any]]:
     """The collection's chat pipeline and a status line that says what happens meanwhile, closed after use."""
     from cli.terminal import StatusLine
     from rag.answer import open_chat
     from rag.collection import Collection
 
+    settings = settings.model_copy(update={"answer_mode": mode or settings.answer_mode})
     status = StatusLine()
     status.show(f"opening collection {settings.collection!r} and loading the models…")
     try:
         with Collection(settings) as collection:
-            yield open_chat(collection), status
+            yield open_chat(collection, with_llm=settings.answer_mode != "evidence"), status
     finally:
         status.clear()
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    with _chat_session(settings) as (pipeline, status):
+    with _chat_session(settings, args.mode) as (pipeline, status):
         if args.json:
             status.clear()
             print(json.dumps(pipeline.ask(args.question, **_answer_options(args)).as_json(), indent=2))
@@ -157,7 +164,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     """An interactive session: each question sees the conversation so far, so follow-ups work."""
     import readline  # noqa: F401  (line editing and history for input())
 
-    with _chat_session(settings) as (pipeline, status):
+    with _chat_session(settings, args.mode) as (pipeline, status):
         status.clear()
         _converse(pipeline, args, status)
     return 0

@@ -162,6 +162,7 @@ class Evaluator:
     def _answer_scores(self, item: QAItem, answer: Answer) -> dict[str, Any]:
         scores: dict[str, Any] = {"citations_valid": not answer.invalid_citations}
         scores["model_cited"] = any(s.cited_by == "model" for s in answer.sources)
+        scores["cited"] = any(s.cited_by in ("model", "quoted") for s in answer.sources)
         if answer.refused:
             return scores
         scores["groundedness"] = metrics.groundedness(answer.answer, {c.n: c.text for c in answer.context})
@@ -208,6 +209,7 @@ class Evaluator:
                 if self.searcher.reranker is None
                 else self.settings.rerank_threshold,
             ),
+            "answer_mode": self.settings.answer_mode,
             "answers": _answer_summary(answers) if answers else "skipped (--no-llm)",
             "llm": answers[0]["llm"] if answers else None,
             "judge": "ran" if self.options.judge else "off (set --judge-url to run it)",
@@ -234,6 +236,7 @@ def _answer_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
         "groundedness": _mean(scores("groundedness")),
         "citation_validity": _mean([float(a["scores"]["citations_valid"]) for a in answered]),
         "model_cited_share": _mean([float(a["scores"]["model_cited"]) for a in answered]),
+        "cited_share": _mean([float(a["scores"]["cited"]) for a in answered]),  # model's or quoted evidence
         "refusal": metrics.refusal_metrics((a["answerable"], a["refused"]) for a in answers),
         "latency_ms": {
             stage: metrics.summarize([a["timings"][stage] for a in answers if stage in a["timings"]])
@@ -295,7 +298,8 @@ def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
 
         ingest_summary = ingest_folder(settings, options.docs).as_dict()
     with Collection(settings) as collection:
-        summary = Evaluator(settings, open_chat(collection, with_llm=not options.no_llm), options).run(items)
+        with_llm = not options.no_llm and settings.answer_mode != "evidence"
+        summary = Evaluator(settings, open_chat(collection, with_llm), options).run(items)
     summary["ingestion"] = ingest_summary
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (options.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -11,6 +11,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
 from rag.errors import RagError
@@ -24,6 +25,8 @@ from rag.tokens import count
 log = logging.getLogger("rag.answer")
 
 SNIPPET_CHARS = 300
+
+SUMMARY_LABEL = "**The model's summary** (it may be wrong; the quotes above are the documents' own words): "
 
 CONDENSE_SYSTEM = (
     "Rewrite the user's last question so that it can be understood without the conversation: replace pronouns "
@@ -40,7 +43,8 @@ class Source:
     score: float
     text: str
     doc_id: str
-    cited_by: str = "model"  # "model": the LLM wrote [n]; "similarity": attributed after the fact
+    # "model": the LLM wrote [n]; "quoted": the evidence answer quotes it; "similarity": attributed after the fact
+    cited_by: str = "model"
 
     @classmethod
     def from_passage(cls, passage: Passage) -> Source:
@@ -131,6 +135,7 @@ class ChatPipeline:
         top_n: int | None = None,
         rerank: bool = True,
         flt: SearchFilter | None = None,
+        mode: str | None = None,
     ) -> Iterator[Status | Token | Answer]:
         """What it is doing, the answer's tokens as they come, then the finished Answer."""
         started = time.perf_counter()
@@ -148,19 +153,56 @@ class ChatPipeline:
             answer.answer, answer.refused = REFUSAL, True
             yield Token(REFUSAL)
         else:
-            yield Status(self._generating())
-            text, generate_timings = yield from self._generate(prompt)
-            self._fill(answer, text, prompt)
-            answer.timings.update(generate_timings)
+            yield from self._answer(answer, standalone, prompt, mode or self.settings.answer_mode, started)
         answer.timings["total_ms"] = _ms(started)
         yield answer
+
+    def _answer(
+        self, answer: Answer, query: str, prompt: Prompt, mode: str, started: float
+    ) -> Generator[Status | Token, None, None]:
+        """Evidence, the model's answer, or both (evidence first, then the model's summary, labelled)."""
+        answer.context = [Source.from_passage(p) for p in prompt.passages]
+        answer.context_dropped = prompt.dropped
+        quoted = ""
+        if mode in ("evidence", "both"):
+            quoted = self._evidence(query, prompt, answer)
+            answer.timings["first_token_ms"] = _ms(started)
+            yield Token(quoted)
+        if mode == "evidence":
+            answer.answer = quoted
+            return
+        if quoted:
+            yield Token(f"\n\n{SUMMARY_LABEL}")
+        yield Status(self._generating())
+        text, generate_timings = yield from self._generate(prompt)
+        answer.timings = {**generate_timings, **answer.timings}  # evidence came first: its first token stays
+        if quoted:
+            answer.answer = f"{quoted}\n\n{SUMMARY_LABEL}{text}"
+            answer.sources += self._cited(text, prompt, answer)
+        else:
+            answer.answer = text
+            self._fill(answer, text, prompt)
+
+    def _evidence(self, query: str, prompt: Prompt, answer: Answer) -> str:
+        """The passages' sentences that answer the query, each cited: right by construction when retrieval is."""
+        chosen = evidence.select(query, [(p.n, p.hit.chunk.text) for p in prompt.passages], self._scorer())
+        quoted = sorted({u.n for u in chosen})
+        by_number = {p.n: p for p in prompt.passages}
+        answer.sources = [replace(Source.from_passage(by_number[n]), cited_by="quoted") for n in quoted]
+        return evidence.render(chosen)
+
+    def _scorer(self) -> evidence.Scorer:
+        reranker = self.searcher.reranker
+        if reranker is not None:
+            return lambda question, units: reranker.score(question, list(units))
+        return evidence.bi_encoder_scorer(self.searcher.collection.embedder.embed)
 
     # ------------------------------------------------------------------ stages
 
     def condense(self, question: str, history: list[Turn]) -> str:
         """A follow-up rewritten with the history into a standalone question (the question itself if no history)."""
         turns = self._trim_history(history)
-        if not turns or self.llm is None:
+        if not turns:
             return question
         transcript = "\n".join(f"{t.role.capitalize()}: {t.content}" for t in turns)
         messages: list[Message] = [
@@ -170,9 +212,11 @@ class ChatPipeline:
                 "content": f"Conversation:\n{transcript}\n\nLast question: {question}\n\nRewritten question:",
             },
         ]
+        last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
+        if self.llm is None:  # evidence mode needs no model: the last question keeps the search on topic
+            return f"{last_user} {question}".strip()
         rewritten = self.llm.complete(messages, max_tokens=64).strip().strip('"').splitlines()
         candidate = rewritten[0].strip() if rewritten else ""
-        last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
         if not plausible_rewrite(candidate, question):
             # A small model may fail to rewrite; the last question keeps the retrieval on topic.
             return f"{last_user} {question}".strip()
@@ -210,18 +254,19 @@ class ChatPipeline:
         timings["generate_ms"] = _ms(asked)
         return "".join(parts).strip(), timings
 
+    def _cited(self, text: str, prompt: Prompt, answer: Answer) -> list[Source]:
+        """The passages the model's text cites; the numbers it made up go to invalid_citations."""
+        by_number = {p.n: p for p in prompt.passages}
+        cited = cited_numbers(text)
+        answer.invalid_citations = [n for n in cited if n not in by_number]
+        return [Source.from_passage(by_number[n]) for n in cited if n in by_number]
+
     def _fill(self, answer: Answer, text: str, prompt: Prompt) -> None:
-        """The answer's text, what it cites (or is attributed to) and whether it refused."""
-        answer.answer = text
-        answer.context = [Source.from_passage(p) for p in prompt.passages]
-        answer.context_dropped = prompt.dropped
+        """What the model's answer cites (or is attributed to), and whether it refused."""
         if is_refusal(text):
             answer.refused = True
             return
-        by_number = {p.n: p for p in prompt.passages}
-        cited = cited_numbers(text)
-        answer.sources = [Source.from_passage(by_number[n]) for n in cited if n in by_number]
-        answer.invalid_citations = [n for n in cited if n not in by_number]
+        answer.sources = self._cited(text, prompt, answer)
         if not answer.sources:
             texts = [p.hit.chunk.text for p in prompt.passages]
             chosen = attribute(text, texts, self.searcher.collection.embedder)
@@ -271,7 +316,10 @@ def _ms(since: float) -> float:
 
 
 def open_chat(collection: Collection, with_llm: bool = True) -> ChatPipeline:
-    """The chat pipeline of an open collection: its searcher (with the configured reranker) and the LLM."""
+    """The chat pipeline of an open collection: its searcher (with the configured reranker) and the LLM.
+
+    with_llm=False: evidence answers and refusals only (no model server is started).
+    """
     collection.embedder.load()  # now, not inside the first question's search time
     llm = open_llm(collection.settings) if with_llm else None
     return ChatPipeline(Searcher.for_collection(collection), llm)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
     history_tokens: int = 600
+    # evidence: the passages' own answering sentences, each cited; generate: the LLM's answer; both: evidence, then
+    # the LLM's summary (see README for the eval that chose the default)
+    answer_mode: Literal["evidence", "generate", "both"] = "generate"
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )

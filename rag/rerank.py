@@ -44,14 +44,19 @@ class Reranker:
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
+    def score(self, query: str, texts: list[str]) -> Any:
+        """The cross-encoder's 0-1 relevance of each text to the query."""
+        with self._lock:
+            return self.model.predict(
+                [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False
+            )
+
     def rerank(self, query: str, hits: list[Hit], top_n: int) -> tuple[list[Hit], float]:
         """Hits sorted by cross-encoder score (0-1 relevance), best top_n; and the time it took in ms."""
         if not hits:
             return [], 0.0
         started = time.perf_counter()
-        pairs = [(query, h.chunk.passage()) for h in hits]
-        with self._lock:
-            scores = self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False)
+        scores = self.score(query, [h.chunk.passage() for h in hits])
         for hit, score in zip(hits, scores, strict=True):
             hit.rerank_score = float(score)
         ranked = sorted(hits, key=lambda h: h.rerank_score or 0.0, reverse=True)[:top_n]

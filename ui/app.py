@@ -54,7 +54,9 @@ def render_sources(answer: Answer) -> str:
 def _source_item(s: Source, cited_by: str | None) -> str:
     page = f", page {s.page}" if s.page else ""
     title = f" — {html.escape(s.title)}" if s.title else ""
-    mark = {"model": " ✓ cited", "similarity": " ≈ matches the answer"}.get(cited_by or "", "")
+    mark = {"model": " ✓ cited", "quoted": " ✓ quoted", "similarity": " ≈ matches the answer"}.get(
+        cited_by or "", ""
+    )
     kind = "snippet code" if looks_like_code(s.text) else "snippet"
     return (
         f"<details class='source'><summary>[{s.n}] {html.escape(s.source)}{page}{title} · score {s.score:.2f}{mark}"
@@ -100,7 +102,7 @@ class ChatApp:
     # ------------------------------------------------------------------ chat
 
     def respond(
-        self, message: str, history: ChatHistory, collection: str, top_k: int, rerank: bool
+        self, message: str, history: ChatHistory, collection: str, top_k: int, rerank: bool, mode: str
     ) -> Iterator[tuple[ChatHistory, str, str]]:
         """Stream the answer into the chat; the sources panel follows when it is done."""
         message = (message or "").strip()
@@ -113,7 +115,8 @@ class ChatApp:
         try:
             pipeline = self.service.pipeline(collection)
             text = ""
-            for event in pipeline.stream(message, prior, top_k=int(top_k), rerank=bool(rerank)):
+            events = pipeline.stream(message, prior, top_k=int(top_k), rerank=bool(rerank), mode=mode or None)
+            for event in events:
                 if isinstance(event, Answer):
                     history[-1]["content"] = _final_text(event)
                     yield history, "", render_sources(event)
@@ -128,12 +131,12 @@ class ChatApp:
             yield history, "", f"<div class='refused'>⚠️ {html.escape(str(exc))}</div>"
 
     def chat_api(
-        self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True
+        self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True, mode: str = ""
     ) -> dict[str, Any]:
         """`/chat` for gradio_client: one question in, the answer and its sources out."""
         try:
             pipeline = self.service.pipeline(collection or self.settings.collection)
-            answer = pipeline.ask(message, top_k=top_k or None, rerank=rerank)
+            answer = pipeline.ask(message, top_k=top_k or None, rerank=rerank, mode=mode or None)
         except RagError as exc:
             raise gr.Error(str(exc)) from None
         return answer.as_json()
@@ -287,9 +290,19 @@ class ChatApp:
                 rerank = gr.Checkbox(
                     value=True, label="Rerank with the cross-encoder (when one is configured)"
                 )
+                mode = gr.Radio(
+                    [
+                        ("Evidence: the documents' own sentences, each cited", "evidence"),
+                        ("Generated: the model's answer", "generate"),
+                        ("Both: evidence, then the model's summary", "both"),
+                    ],
+                    value=self.settings.answer_mode,
+                    label="Answer",
+                    elem_id="answer-mode",
+                )
                 status = gr.Markdown(self._status_md(self.settings.collection))
 
-            chat_inputs = [box, chatbot, collection, top_k, rerank]
+            chat_inputs = [box, chatbot, collection, top_k, rerank, mode]
             chat_outputs = [chatbot, box, sources]
             box.submit(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)
             send.click(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)

@@ -1,0 +1,125 @@
+"""The evidence-first answer: the passages' own sentences that answer the question, each with its [n].
+
+It needs no generator, so it is right whenever retrieval is: every sentence is quoted from the passage it cites.
+Units are sentences, except that a code block stays whole; each is scored against the question by the
+bi-encoder (the cross-encoder instead, when one is configured), with a small bonus for the passage's rank.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.text import WORD, split_sentences
+
+MAX_UNITS = 3  # sentences (or code blocks) quoted at most
+MARGIN = 0.12  # a unit is kept only within this of the best one's score: the answer, not the neighbourhood
+RANK_BONUS = 0.03  # per place: the reranked order carries information the unit scores alone do not
+
+Scorer = Callable[[str, Sequence[str]], np.ndarray]  # question, units -> one score per unit, higher is better
+
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+_CODE_LINE = re.compile(r"^(?: {4}|\t|>>> |\.\.\. |\$ )")
+
+
+@dataclass(frozen=True)
+class Unit:
+    n: int  # the passage's number, as cited
+    rank: int  # the passage's place in the ranking, 0 first
+    position: int  # the unit's place inside its passage
+    text: str
+    code: bool = False
+
+
+def units_of(text: str, n: int, rank: int) -> list[Unit]:
+    """A passage cut into sentences, with each code block (fenced, indented or an interpreter session) whole."""
+    units: list[Unit] = []
+    for block, code in _blocks(text):
+        pieces = [block.strip("\n")] if code else _sentences(block)
+        for piece in pieces:
+            if code or len(WORD.findall(piece)) >= 3:
+                units.append(Unit(n, rank, len(units), piece, code))
+    return units
+
+
+def _sentences(prose: str) -> list[str]:
+    """Sentences of each paragraph, its lines joined first: text and PDF lines break mid-sentence."""
+    paragraphs = re.split(r"\n\s*\n", prose)
+    return [s for p in paragraphs for s in split_sentences(" ".join(p.split()))]
+
+
+def _blocks(text: str) -> list[tuple[str, bool]]:
+    """Runs of prose and runs of code lines, in order."""
+    blocks: list[tuple[list[str], bool]] = []
+    fence: str | None = None
+    for line in text.splitlines():
+        opening = _FENCE.match(line)
+        if fence is not None:
+            blocks[-1][0].append(line)
+            fence = None if opening and opening.group(1)[0] == fence else fence
+            continue
+        code = (
+            bool(opening)
+            or bool(_CODE_LINE.match(line))
+            or (bool(blocks) and blocks[-1][1] and not line.strip())
+        )
+        if opening:
+            fence = opening.group(1)[0]
+        if not blocks or blocks[-1][1] != code:
+            blocks.append(([], code))
+        blocks[-1][0].append(line)
+    return [("\n".join(lines), code) for lines, code in blocks if "".join(lines).strip()]
+
+
+def select(question: str, passages: Sequence[tuple[int, str]], scorer: Scorer) -> list[Unit]:
+    """The units that answer best: at most MAX_UNITS, within MARGIN of the best, in passage then document order."""
+    units = [u for rank, (n, text) in enumerate(passages) for u in units_of(text, n, rank)]
+    if not units:  # no sentence of three words anywhere (a table, a list of names): the best passage, whole
+        return [Unit(passages[0][0], 0, 0, passages[0][1].strip())] if passages else []
+    scores = np.asarray(scorer(question, [u.text for u in units]), dtype=np.float32)
+    scores -= RANK_BONUS * np.asarray([u.rank for u in units], dtype=np.float32)
+    # A question in the passage (a FAQ's own heading) is the most similar to the question and answers nothing.
+    scores[[i for i, u in enumerate(units) if u.text.rstrip().endswith("?")]] = -np.inf
+    best = float(scores.max())
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= best - MARGIN][:MAX_UNITS]
+    return sorted((units[i] for i in _with_introduced_code(order, units)), key=lambda u: (u.rank, u.position))
+
+
+def _with_introduced_code(chosen: list[int], units: list[Unit]) -> list[int]:
+    """A chosen sentence that introduces code ("like this:") brings the code block that follows it."""
+    extra = [
+        i + 1
+        for i in chosen
+        if units[i].text.rstrip().endswith(":")
+        and i + 1 < len(units)
+        and units[i + 1].code
+        and units[i + 1].n == units[i].n
+    ]
+    return list(dict.fromkeys(chosen + extra))
+
+
+def render(units: Sequence[Unit]) -> str:
+    """One paragraph per passage; every sentence ends with its [n], a code block is followed by it."""
+    paragraphs: list[list[str]] = []
+    last: Unit | None = None
+    for unit in units:
+        cited = f"{unit.text}\n[{unit.n}]" if unit.code else f"{unit.text} [{unit.n}]"
+        if last is not None and last.n == unit.n and not (last.code or unit.code):
+            paragraphs[-1].append(cited)
+        else:
+            paragraphs.append([cited])
+        last = unit
+    return "\n\n".join(" ".join(p) for p in paragraphs)
+
+
+def bi_encoder_scorer(embed: Callable[[list[str]], np.ndarray]) -> Scorer:
+    """Cosine of the question with each unit (normalized embeddings)."""
+
+    def score(question: str, units: Sequence[str]) -> np.ndarray:
+        vectors = embed([question, *units])
+        return np.asarray(vectors[1:] @ vectors[0])
+
+    return score

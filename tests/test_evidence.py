@@ -1,0 +1,118 @@
+"""The evidence-first answer: the sentence that answers, quoted and cited; code blocks whole; no LLM needed."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.answer import SUMMARY_LABEL, ChatPipeline, open_chat
+from rag.collection import Collection
+from rag.config import Settings
+from rag.embedder import Embedder
+from rag.evidence import render, select, units_of
+from rag.llm import LLMClient
+from rag.search import Searcher
+from tests.conftest import RAG_BIN, cli_env
+from tests.fake_llm import fake_llm
+from tests.test_ingest import run_ingest
+
+PERL = """How do I sort a hash by value? Perl has no sorted hash, so you sort its keys. You compare the values in
+the sort block, like this:
+
+    my @keys = sort { $h{$a} <=> $h{$b} } keys %h;
+    print "$_\\n" for @keys;
+
+Hashes in Perl keep no order of their own. The keys function returns them in a seemingly random order.
+"""
+
+
+def _keyword_scorer(word: str):  # type: ignore[no-untyped-def]
+    return lambda question, units: np.asarray([1.0 if word in u else 0.0 for u in units])
+
+
+def test_a_code_block_is_one_unit_and_prose_is_cut_into_sentences() -> None:
+    units = units_of(PERL, 1, 0)
+    code = [u for u in units if u.code]
+    assert len(code) == 1 and code[0].text.splitlines()[1].strip() == 'print "$_\\n" for @keys;'
+    assert "Hashes in Perl keep no order of their own." in [u.text for u in units]
+    assert "You compare the values in the sort block, like this:" in [u.text for u in units]  # a wrapped line
+
+
+def test_selection_keeps_document_order_and_cites_every_sentence() -> None:
+    chosen = select("sort by value", [(1, PERL)], _keyword_scorer("$h{"))
+    assert [u.position for u in chosen] == sorted(u.position for u in chosen)
+    text = render(chosen)
+    assert "my @keys = sort" in text and text.count("[1]") == len(chosen)
+    assert all(
+        line.endswith("[1]") or not line.strip() or line.startswith("    ") for line in text.splitlines()
+    )
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Collection]:
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "perlfaq4.md").write_text(f"# Data: Hashes\n\n{PERL}")
+    (root / "approvals.md").write_text(
+        "# Release process\n\nEvery change is reviewed before it is merged. A release needs two approvals from "
+        "the core team. The release manager then tags the commit. Tags are signed with the project key.\n"
+    )
+    (root / "llamas.md").write_text(
+        "# Llamas\n\nLlamas are social animals. They live in herds in the Andes.\n"
+    )
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"), collection="evidence", answer_mode="evidence"
+    )
+    run_ingest(settings, root)
+    with Collection(settings) as opened:
+        yield opened
+
+
+def test_evidence_answer_quotes_the_sentence_that_answers(collection: Collection) -> None:
+    answer = open_chat(collection, with_llm=False).ask("How many approvals does a release need?")
+    assert not answer.refused
+    assert "A release needs two approvals from the core team. [1]" in answer.answer
+    assert [(s.n, s.source, s.cited_by) for s in answer.sources] == [(1, "approvals.md", "quoted")]
+    assert "llm" not in answer.answer.lower() and answer.llm == {}
+
+
+def test_evidence_answer_never_quotes_the_question_back(collection: Collection) -> None:
+    answer = open_chat(collection, with_llm=False).ask("How do I sort a hash by value in Perl?")
+    assert answer.sources[0].source == "perlfaq4.md" and answer.invalid_citations == []
+    assert "How do I sort a hash by value?" not in answer.answer  # the FAQ's own question answers nothing
+    if "my @keys" in answer.answer:  # quoted code comes whole
+        assert 'my @keys = sort { $h{$a} <=> $h{$b} } keys %h;\n    print "$_\\n" for @keys;' in answer.answer
+
+
+def test_a_sentence_that_introduces_code_brings_the_code() -> None:
+    chosen = select("compare values", [(1, PERL)], _keyword_scorer("like this:"))
+    assert [u.code for u in chosen] == [False, True] and chosen[1].text.lstrip().startswith("my @keys")
+
+
+def test_both_puts_the_evidence_first_and_labels_the_model(collection: Collection) -> None:
+    with fake_llm() as llm:
+        llm.script("It needs two approvals [1].")
+        chat = ChatPipeline(Searcher.for_collection(collection), LLMClient(llm.url, None, None, 10))
+        answer = chat.ask("How many approvals does a release need?", mode="both")
+    quoted, summary = answer.answer.split(f"\n\n{SUMMARY_LABEL}")
+    assert quoted.endswith("[1]") and "two approvals" in quoted
+    assert summary == "It needs two approvals [1]."
+    assert [s.cited_by for s in answer.sources] == ["quoted", "model"]
+
+
+def test_evidence_mode_answers_with_the_llm_endpoint_down(tmp_path: Path, collection: Collection) -> None:
+    settings = Settings(data_dir=tmp_path / "data", collection="down")
+    run_ingest(settings, Path(collection.store.document_records()[0]["root"]))
+    env = cli_env(settings.data_dir) | {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "RAG_COLLECTION": "down"}
+    result = subprocess.run(
+        [RAG_BIN, "ask", "How many approvals does a release need?", "--mode", "evidence"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "two approvals" in result.stdout and "[1]" in result.stdout

@@ -136,6 +136,9 @@ def _print_answer(
             sys.stdout.flush()
     assert answer is not None
     print("\n")
+    if answer.unsupported:
+        print("Not supported by the passages (check before relying on them):")
+        print("\n".join(f"  ! {text}" for text in answer.unsupported) + "\n")
     print(_sources_text(answer))
     print(_timings_text(answer))
     return answer

@@ -14,15 +14,14 @@ answerable ones with no `sources`) should be skipped rather than averaged in as 
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
-from rag.citations import CITATION, cited_numbers
-from rag.text import split_sentences
+from rag.citations import cited_numbers
+from rag.support import check_sentences
+from rag.text import STOPWORDS, content_words, normalize_tokens, split_sentences  # noqa: F401  (this module's API)
 
 Key = TypeVar("Key", bound=Hashable)
 Hit = tuple[str, int | None]  # (source, page) of one retrieved chunk
@@ -84,22 +83,6 @@ def ndcg_at_k(ranked: Sequence[Key], gold: AbstractSet[Key], k: int) -> float:
 
 # --- answers ---------------------------------------------------------------------------------------------
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-# Kept small on purpose: only words that carry no claim, so that a sentence's content words are its claim.
-_STOPWORD_TEXT = """
-a an the and or but if then so of to in on at by for with from as into about than that this these those
-it its is are was were be been being do does did has have had can could will would should may might must
-i you he she we they me him her us them my your our their there here what which who whom how when where
-why not no yes also just only very such more most other some any each all both either neither eg ie etc
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-def normalize_tokens(text: str) -> list[str]:
-    """SQuAD normalization: lowercase, drop punctuation and the articles a/an/the, split on whitespace."""
-    return _ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split()
-
 
 def token_f1(pred: str, ref: str) -> float:
     """SQuAD token F1 between the normalized tokens of pred and ref (multiset overlap).
@@ -145,11 +128,6 @@ def citations(sentence: str) -> set[int]:
     return set(cited_numbers(sentence))
 
 
-def content_words(text: str) -> set[str]:
-    """Distinct normalized tokens of text minus citation markers and STOPWORDS."""
-    return set(normalize_tokens(CITATION.sub(" ", text))) - STOPWORDS
-
-
 def groundedness(answer: str, cited_texts: dict[int, str], threshold: float = 0.5) -> float | None:
     """Share of the answer's content sentences that their own citations support.
 
@@ -162,20 +140,8 @@ def groundedness(answer: str, cited_texts: dict[int, str], threshold: float = 0.
     citations, or citing only unknown numbers, is unsupported. The score is supported sentences / content
     sentences, or None when the answer has no content sentence (e.g. a refusal reduced to nothing).
     """
-    passage_tokens = {n: set(normalize_tokens(text)) for n, text in cited_texts.items()}
-    supported = total = 0
-    for sentence in split_sentences(answer):
-        words = content_words(sentence)
-        if not words:
-            continue
-        total += 1
-        if any(
-            len(words & passage_tokens[n]) / len(words) >= threshold
-            for n in citations(sentence)
-            if n in passage_tokens
-        ):
-            supported += 1
-    return supported / total if total else None
+    checks = check_sentences(answer, cited_texts, threshold, uncited_against_all=False)
+    return sum(c.supported for c in checks) / len(checks) if checks else None
 
 
 # --- aggregates ------------------------------------------------------------------------------------------

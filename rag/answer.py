@@ -19,6 +19,7 @@ from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, is_refusal
 from rag.search import Ranking, Searcher
 from rag.store import SearchFilter
+from rag.support import SentenceCheck, check_sentences
 from rag.text import WORD
 from rag.tokens import count
 
@@ -43,7 +44,8 @@ class Source:
     score: float
     text: str
     doc_id: str
-    # "model": the LLM wrote [n]; "quoted": the evidence answer quotes it; "similarity": attributed after the fact
+    # "model": the LLM wrote [n]; "quoted": the evidence answer quotes it; "similarity": attributed after the fact;
+    # "unsupported": the LLM cited it, but no sentence citing it is supported by it
     cited_by: str = "model"
 
     @classmethod
@@ -78,6 +80,11 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     context: list[Source] = field(default_factory=list)  # every passage the LLM saw
     context_dropped: int = 0
+    sentences: list[SentenceCheck] = field(default_factory=list)  # the answer's (or summary's) support check
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [c.text for c in self.sentences if not c.supported]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +98,7 @@ class Answer:
             "llm": self.llm,
             "timings": self.timings,
             "context_dropped": self.context_dropped,
+            "sentences": [c.as_json() for c in self.sentences],
         }
 
 
@@ -170,15 +178,17 @@ class ChatPipeline:
             yield Token(quoted)
         if mode == "evidence":
             answer.answer = quoted
+            answer.sentences = check_sentences(quoted, _texts(prompt))
             return
         if quoted:
             yield Token(f"\n\n{SUMMARY_LABEL}")
         yield Status(self._generating())
         text, generate_timings = yield from self._generate(prompt)
         answer.timings = {**generate_timings, **answer.timings}  # evidence came first: its first token stays
+        answer.sentences = check_sentences(text, _texts(prompt))
         if quoted:
             answer.answer = f"{quoted}\n\n{SUMMARY_LABEL}{text}"
-            answer.sources += self._cited(text, prompt, answer)
+            answer.sources += _unsupported_marked(self._cited(text, prompt, answer), answer.sentences)
         else:
             answer.answer = text
             self._fill(answer, text, prompt)
@@ -266,7 +276,7 @@ class ChatPipeline:
         if is_refusal(text):
             answer.refused = True
             return
-        answer.sources = self._cited(text, prompt, answer)
+        answer.sources = _unsupported_marked(self._cited(text, prompt, answer), answer.sentences)
         if not answer.sources:
             texts = [p.hit.chunk.text for p in prompt.passages]
             chosen = attribute(text, texts, self.searcher.collection.embedder)
@@ -302,6 +312,16 @@ def plausible_rewrite(candidate: str, question: str) -> bool:
     return (
         candidate.lower().strip(" ?.") != question.lower().strip(" ?.") and len(WORD.findall(candidate)) >= 3
     )
+
+
+def _texts(prompt: Prompt) -> dict[int, str]:
+    return {p.n: p.hit.chunk.text for p in prompt.passages}
+
+
+def _unsupported_marked(sources: list[Source], checks: list[SentenceCheck]) -> list[Source]:
+    """A passage cited only by sentences it does not support is not presented as a citation of the answer."""
+    backed = {n for c in checks if c.supported for n in c.cites}
+    return [s if s.n in backed else replace(s, cited_by="unsupported") for s in sources]
 
 
 def _search_timings(ranking: Ranking) -> dict[str, float]:

@@ -8,9 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.text import WORD, split_sentences
+from rag.text import CITATION, WORD, split_sentences
 
-CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # A fenced block runs to its closing fence (or the end, while it is still streaming); inline code to its backtick.
 _CODE = re.compile(
     r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)|`[^`\n]+`", re.MULTILINE | re.DOTALL

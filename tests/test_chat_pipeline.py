@@ -151,3 +151,26 @@ def test_threshold_calibration_picks_the_separating_score() -> None:
     )
     assert result["current_answered_rate"] == 0.0
     assert "note" in calibrate([(True, 0.8)], current=0.5)
+
+
+def test_a_planted_unsupported_sentence_is_marked_and_its_citation_is_not_presented_as_support(
+    chat: ChatPipeline, llm: FakeLLM
+) -> None:
+    llm.script("Alpacas eat grass and hay [1]. Swiss engineers invented alpacas in 1987 [2].")
+    answer = chat.ask("What do alpacas eat?")
+    data = answer.as_json()
+    assert [(s["text"][:14], s["cites"], s["supported"]) for s in data["sentences"]] == [
+        ("Alpacas eat gr", [1], True),
+        ("Swiss engineer", [2], False),
+    ]
+    assert answer.unsupported == ["Swiss engineers invented alpacas in 1987 [2]."]
+    marks = {s.n: s.cited_by for s in answer.sources}
+    assert marks[1] == "model" and marks.get(2) in (None, "unsupported")  # [2] backs no supported sentence
+
+
+def test_an_uncited_sentence_is_checked_against_every_passage() -> None:
+    from rag.support import check_sentences
+
+    passages = {1: "Alpacas eat grass and hay.", 2: "Vicunas live in the high Andes."}
+    checks = check_sentences("Vicunas live in the Andes. Penguins fly south every winter.", passages)
+    assert [(c.cites, c.supported) for c in checks] == [([], True), ([], False)]

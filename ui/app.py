@@ -23,6 +23,7 @@ CSS = """
 .sources .snippet { white-space: pre-wrap; font-size: 0.9em; opacity: 0.85; margin-top: 4px; }
 .sources .snippet.code { font-family: var(--font-mono, monospace); font-size: 0.85em; }
 .refused { color: var(--body-text-color-subdued); font-style: italic; }
+.unsupported { color: var(--error-text-color, #b45309); font-size: 0.9em; margin: 4px 0; }
 """
 
 ChatHistory = list[dict[str, Any]]
@@ -44,6 +45,9 @@ def render_sources(answer: Answer) -> str:
         notes.append(
             "<p class='refused'>The model wrote no [n]; ≈ marks the passages most similar to its answer.</p>"
         )
+    if answer.unsupported:
+        listed = "".join(f"<li>{html.escape(text)}</li>" for text in answer.unsupported)
+        notes.append(f"<div class='unsupported'>⚠ Not supported by the passages:<ul>{listed}</ul></div>")
     if answer.invalid_citations:
         notes.append(
             f"<p class='refused'>Citations to passages that do not exist: {answer.invalid_citations}</p>"
@@ -54,9 +58,12 @@ def render_sources(answer: Answer) -> str:
 def _source_item(s: Source, cited_by: str | None) -> str:
     page = f", page {s.page}" if s.page else ""
     title = f" — {html.escape(s.title)}" if s.title else ""
-    mark = {"model": " ✓ cited", "quoted": " ✓ quoted", "similarity": " ≈ matches the answer"}.get(
-        cited_by or "", ""
-    )
+    mark = {
+        "model": " ✓ cited",
+        "quoted": " ✓ quoted",
+        "similarity": " ≈ matches the answer",
+        "unsupported": " ⚠ cited, but does not support the sentence",
+    }.get(cited_by or "", "")
     kind = "snippet code" if looks_like_code(s.text) else "snippet"
     return (
         f"<details class='source'><summary>[{s.n}] {html.escape(s.source)}{page}{title} · score {s.score:.2f}{mark}"

@@ -104,12 +104,12 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def ask(client: Any, index: int, item: QAItem, timeout_s: float) -> Record:
+def ask(client: Any, index: int, item: QAItem, timeout_s: float, mode: str) -> Record:
     """One /chat call, bounded by timeout_s, as a Record; never raises."""
     started = time.perf_counter()
     job = None
     try:
-        job = client.submit(item.question, api_name="/chat")
+        job = client.submit(item.question, mode=mode, api_name="/chat")
         result = job.result(timeout=timeout_s)
     except Exception as exc:
         if job is not None:
@@ -161,6 +161,7 @@ class Plan:
     clients: int
     deadline: float
     timeout_s: float
+    mode: str  # the answer mode asked for; generate is the one that loads the embedded LLM
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -171,7 +172,7 @@ def client_loop(index: int, client: Any, plan: Plan, tally: Tally) -> None:
     for k in itertools.count():
         if plan.stop.is_set() or time.monotonic() >= plan.deadline or not tally.reserve():
             return
-        tally.add(ask(client, index, plan.questions[(offset + k) % count], plan.timeout_s))
+        tally.add(ask(client, index, plan.questions[(offset + k) % count], plan.timeout_s, plan.mode))
 
 
 def progress_line(tally: Tally, elapsed_s: float) -> str:
@@ -480,6 +481,7 @@ def run_meta(args: argparse.Namespace, target: Target, questions: list[QAItem]) 
         "qa": str(args.qa) if args.qa else ("debian-faq (demo)" if args.demo else None),
         "questions": len(questions),
         "clients": args.clients,
+        "mode": args.mode,
         "minutes": args.minutes,
         "timeout_s": args.timeout_s,
         "max_requests": args.max_requests,
@@ -504,7 +506,7 @@ def soak(args: argparse.Namespace) -> int:
         clients = connect(target.url, args.clients)
         print(f"soaking {target.url}: {args.clients} clients, {len(questions)} questions", flush=True)
         started = time.monotonic()
-        plan = Plan(questions, args.clients, started + args.minutes * 60, args.timeout_s)
+        plan = Plan(questions, args.clients, started + args.minutes * 60, args.timeout_s, args.mode)
         tally = Tally(args.max_requests)
         interrupted = drive(clients, plan, tally)
         records, _ = tally.snapshot()
@@ -537,6 +539,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--qa", type=Path, help="QA file (JSON lines, as for rag eval) whose questions to ask"
     )
     parser.add_argument("--clients", type=int, default=4, help="concurrent client sessions (default 4)")
+    parser.add_argument(
+        "--mode",
+        choices=("generate", "evidence", "both"),
+        default="generate",
+        help="answer mode asked for (default generate: the embedded LLM under load)",
+    )
     parser.add_argument("--minutes", type=float, default=5.0, help="time budget (default 5)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request limit (default 300)")
     parser.add_argument("--max-requests", type=int, default=10_000, help="request cap (default 10000)")

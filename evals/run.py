@@ -237,12 +237,19 @@ def _answer_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
         "citation_validity": _mean([float(a["scores"]["citations_valid"]) for a in answered]),
         "model_cited_share": _mean([float(a["scores"]["model_cited"]) for a in answered]),
         "cited_share": _mean([float(a["scores"]["cited"]) for a in answered]),  # model's or quoted evidence
+        "unsupported_sentence_share": _share_unsupported(answered),
         "refusal": metrics.refusal_metrics((a["answerable"], a["refused"]) for a in answers),
         "latency_ms": {
             stage: metrics.summarize([a["timings"][stage] for a in answers if stage in a["timings"]])
             for stage in ("retrieve_ms", "rerank_ms", "first_token_ms", "total_ms")
         },
     }
+
+
+def _share_unsupported(answered: list[dict[str, Any]]) -> float | None:
+    """Of all checked sentences of the answers, the share their passages do not support (rag.support)."""
+    checks = [c for a in answered for c in a.get("sentences", [])]
+    return round(sum(not c["supported"] for c in checks) / len(checks), 4) if checks else None
 
 
 def _judge_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     history_tokens: int = 600
     # evidence: the passages' own answering sentences, each cited; generate: the LLM's answer; both: evidence, then
     # the LLM's summary (see README for the eval that chose the default)
-    answer_mode: Literal["evidence", "generate", "both"] = "generate"
+    answer_mode: Literal["evidence", "generate", "both"] = "evidence"
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )

@@ -35,7 +35,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def edge_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("data"), collection="test")
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), collection="test", answer_mode="generate")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_ask_json_shape(tmp_path: Path, corpus: Path) -> None:
     run_ingest(settings, corpus)
     result = subprocess.run(
         [RAG_BIN, "ask", "What do alpacas eat?", "--json", "--collection", "json"],
-        env=cli_env(settings.data_dir),
+        env=cli_env(settings.data_dir) | {"RAG_ANSWER_MODE": "generate"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -129,6 +129,7 @@ def test_endpoint_down_is_one_line_without_the_key(tmp_path: Path, corpus: Path,
     settings = Settings(data_dir=tmp_path / "data", collection="down")
     run_ingest(settings, corpus)
     env = cli_env(settings.data_dir) | {
+        "RAG_ANSWER_MODE": "generate",
         "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
         "OPENAI_API_KEY": "sk-test-SECRET-key-123456",
         "RAG_LLM_MODEL": "some-model",

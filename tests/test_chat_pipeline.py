@@ -26,7 +26,7 @@ from tests.test_ingest import run_ingest
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Collection]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), collection="fake")
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), collection="fake", answer_mode="generate")
     run_ingest(settings, make_corpus(tmp_path_factory.mktemp("corpus")))
     with Collection(settings) as opened:
         yield opened

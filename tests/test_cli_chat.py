@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     data = tmp_path_factory.mktemp("data")
     corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
-    env = cli_env(data) | {"RAG_COLLECTION": "test"}
+    env = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_ANSWER_MODE": "generate"}  # the path with an LLM
     subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=env, check=True, timeout=300)
     return env
 
@@ -58,6 +58,15 @@ def test_ask_on_a_terminal_says_what_it_does_before_answering(env: dict[str, str
     assert "generating the answer" in out
     last = [line for line in out.splitlines() if line.strip()][-1]
     assert last.startswith("(retrieve") and "first token" in last and "total" in last
+
+
+def test_ask_quotes_the_documents_by_default(env: dict[str, str]) -> None:
+    default = {k: v for k, v in env.items() if k != "RAG_ANSWER_MODE"}
+    result = subprocess.run(
+        [RAG_BIN, "ask", "What do alpacas eat?"], env=default, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Alpacas eat grass and hay. [1]")
 
 
 def test_ask_in_a_pipe_prints_no_status_lines(env: dict[str, str]) -> None:

@@ -37,7 +37,7 @@ def _write_qa(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, *extra: str, mode: str = "generate") -> subprocess.CompletedProcess[str]:
     corpus = make_corpus(tmp_path / "corpus")
     qa = _write_qa(tmp_path / "qa.jsonl", QA)
     command = [
@@ -51,7 +51,7 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         str(tmp_path / "out"),
         *extra,
     ]
-    env = cli_env(tmp_path / "data") | {"RAG_COLLECTION": "evaltest"}
+    env = cli_env(tmp_path / "data") | {"RAG_COLLECTION": "evaltest", "RAG_ANSWER_MODE": mode}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -86,7 +86,17 @@ def test_eval_with_llm_scores_answers_and_refusals(tmp_path: Path) -> None:
     assert answers["refusal"]["unanswerable"] == 1 and answers["refusal"]["refusal_accuracy"] == 1.0
     assert 0.0 <= answers["token_f1"] <= 1.0 and answers["semantic_similarity"] is not None
     assert answers["latency_ms"]["total_ms"]["n"] == 4
-    assert summary["llm"]["embedded"] is True
+    assert summary["llm"]["embedded"] is True and summary["answer_mode"] == "generate"
+
+
+def test_eval_of_evidence_answers_needs_no_llm(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--limit", "4", mode="evidence")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    answers = summary["answers"]
+    assert summary["answer_mode"] == "evidence" and summary["llm"] == {}
+    assert answers["groundedness"] == 1.0 and answers["cited_share"] == 1.0
+    assert answers["unsupported_sentence_share"] == 0.0
 
 
 def test_malformed_qa_line_is_a_one_line_error(tmp_path: Path) -> None:

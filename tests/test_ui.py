@@ -42,7 +42,8 @@ class App:
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     data = tmp_path_factory.mktemp("data")
     corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
-    env = cli_env(data) | {"RAG_COLLECTION": "test"}
+    # The generated answer is the path that needs the embedded LLM server: what these tests hold up.
+    env = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_ANSWER_MODE": "generate"}
     subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=env, check=True, timeout=300)
     port = _free_port()
     log = (data / "ui.log").open("w")
@@ -102,6 +103,9 @@ def test_chat_api_answers_with_sources(app_url: str) -> None:
     assert result["sources"] == [] or {"n", "source", "page", "score", "text"} <= set(result["sources"][0])
     refused = client.predict("Who painted the Mona Lisa?", api_name="/chat")
     assert refused["refused"] and refused["sources"] == []
+    quoted = client.predict("What do alpacas eat?", mode="evidence", api_name="/chat")
+    assert "Alpacas eat grass and hay. [1]" in quoted["answer"]
+    assert [(s["source"], s["cited_by"]) for s in quoted["sources"]] == [("guide.md", "quoted")]
 
 
 def test_answers_again_after_the_worker_threads_turned_over(app: App) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.text import WORD, split_sentences
+from rag.text import CITATION, WORD, split_sentences
 
 MAX_UNITS = 3  # sentences (or code blocks) quoted at most
 MARGIN = 0.12  # a unit is kept only within this of the best one's score: the answer, not the neighbourhood
@@ -106,13 +106,21 @@ def render(units: Sequence[Unit]) -> str:
     paragraphs: list[list[str]] = []
     last: Unit | None = None
     for unit in units:
-        cited = f"{unit.text}\n[{unit.n}]" if unit.code else f"{unit.text} [{unit.n}]"
+        cited = f"{unit.text}\n[{unit.n}]" if unit.code else f"{_own_brackets(unit.text)} [{unit.n}]"
         if last is not None and last.n == unit.n and not (last.code or unit.code):
             paragraphs[-1].append(cited)
         else:
             paragraphs.append([cited])
         last = unit
     return "\n\n".join(" ".join(p) for p in paragraphs)
+
+
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _own_brackets(text: str) -> str:
+    """A document's own footnote marks ("archives[5]") as superscripts, so no reader takes them for our [n]."""
+    return CITATION.sub(lambda m: m.group(1).replace(" ", "").translate(_SUPERSCRIPT), text)
 
 
 def bi_encoder_scorer(embed: Callable[[list[str]], np.ndarray]) -> Scorer:

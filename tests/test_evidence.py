@@ -116,3 +116,9 @@ def test_evidence_mode_answers_with_the_llm_endpoint_down(tmp_path: Path, collec
     )
     assert result.returncode == 0, result.stderr
     assert "two approvals" in result.stdout and "[1]" in result.stdout
+
+
+def test_a_documents_own_footnote_marks_do_not_look_like_citations() -> None:
+    text = "apt-get downloads the .deb archives[5] from the configured sources."
+    quoted = render(select("apt-get", [(1, text)], _keyword_scorer("apt-get")))
+    assert quoted == "apt-get downloads the .deb archives⁵ from the configured sources. [1]"

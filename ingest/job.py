@@ -25,7 +25,6 @@ from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import LazyEmbedder, TextEmbedder
 from rag.errors import RagError
 from rag.sparse import bm25_document
 from rag.store import PointData
@@ -132,7 +131,7 @@ class IngestJob:
         self.collection = collection
         self.settings = collection.settings
         self.store = collection.store
-        self.embedder: TextEmbedder = collection.embedder
+        self.embedder = collection.embedder
         encoding = self.settings.tokenizer_encoding
         self.chunker = Chunker(
             lambda texts: count_tokens(texts, encoding),
@@ -166,7 +165,7 @@ class IngestJob:
 
     def _plan_line(self, work: list[_Doc], summary: IngestSummary) -> str:
         line = f"{len(work)} files to ingest ({summary.unchanged} unchanged)"
-        if work and isinstance(self.embedder, LazyEmbedder) and not self.embedder.loaded:
+        if work and not self.embedder.loaded:
             line += "; loading the embedder…"
         return line
 

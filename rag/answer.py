@@ -195,7 +195,7 @@ class ChatPipeline:
 
     def _evidence(self, query: str, prompt: Prompt, answer: Answer) -> str:
         """The passages' sentences that answer the query, each cited: right by construction when retrieval is."""
-        chosen = evidence.select(query, [(p.n, p.hit.chunk.text) for p in prompt.passages], self._scorer())
+        chosen = evidence.select(query, list(_texts(prompt).items()), self._scorer())
         quoted = sorted({u.n for u in chosen})
         by_number = {p.n: p for p in prompt.passages}
         answer.sources = [replace(Source.from_passage(by_number[n]), cited_by="quoted") for n in quoted]
@@ -214,6 +214,12 @@ class ChatPipeline:
         turns = self._trim_history(history)
         if not turns:
             return question
+        last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
+        # Without a model (evidence mode), or when a small one fails to rewrite, the last question keeps the
+        # retrieval on topic.
+        fallback = f"{last_user} {question}".strip()
+        if self.llm is None:
+            return fallback
         transcript = "\n".join(f"{t.role.capitalize()}: {t.content}" for t in turns)
         messages: list[Message] = [
             {"role": "system", "content": CONDENSE_SYSTEM},
@@ -222,15 +228,9 @@ class ChatPipeline:
                 "content": f"Conversation:\n{transcript}\n\nLast question: {question}\n\nRewritten question:",
             },
         ]
-        last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
-        if self.llm is None:  # evidence mode needs no model: the last question keeps the search on topic
-            return f"{last_user} {question}".strip()
         rewritten = self.llm.complete(messages, max_tokens=64).strip().strip('"').splitlines()
         candidate = rewritten[0].strip() if rewritten else ""
-        if not plausible_rewrite(candidate, question):
-            # A small model may fail to rewrite; the last question keeps the retrieval on topic.
-            return f"{last_user} {question}".strip()
-        return candidate
+        return candidate if plausible_rewrite(candidate, question) else fallback
 
     def _prompt(self, query: str, ranking: Ranking) -> Prompt | None:
         """The prompt over the relevant passages, or None: nothing is relevant enough, refuse."""
@@ -278,7 +278,7 @@ class ChatPipeline:
             return
         answer.sources = _unsupported_marked(self._cited(text, prompt, answer), answer.sentences)
         if not answer.sources:
-            texts = [p.hit.chunk.text for p in prompt.passages]
+            texts = list(_texts(prompt).values())  # in passage order, as attribute's indexes are
             chosen = attribute(text, texts, self.searcher.collection.embedder)
             answer.sources = [
                 replace(Source.from_passage(prompt.passages[i]), cited_by="similarity") for i in chosen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,24 +105,19 @@ class LLMClient:
         return self.server.in_flight if self.server else 0
 
     def _stream_once(self, messages: list[Message], max_tokens: int, temperature: float) -> Iterator[str]:
-        if self.server is None:
-            yield from self._request(messages, max_tokens, temperature)
-            return
-        with self.server.request():
-            yield from self._request(messages, max_tokens, temperature)
-
-    def _request(self, messages: list[Message], max_tokens: int, temperature: float) -> Iterator[str]:
-        response = self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stream=True,
-        )
-        for chunk in response:
-            choices = getattr(chunk, "choices", None)
-            if choices and choices[0].delta.content:
-                yield choices[0].delta.content
+        counted = self.server.request() if self.server else nullcontext()
+        with counted:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=True,
+            )
+            for chunk in response:
+                choices = getattr(chunk, "choices", None)
+                if choices and choices[0].delta.content:
+                    yield choices[0].delta.content
 
     def _revive(self) -> None:
         """Restart the embedded server if it died since the last request (a new port if its own was taken)."""

@@ -15,8 +15,9 @@ from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
 from rag.errors import RagError
+from rag.grammar import citation_grammar
 from rag.llm import LLMClient, Message, open_llm
-from rag.prompt import REFUSAL, Passage, Prompt, build_prompt, is_refusal
+from rag.prompt import ECHO_STOPS, REFUSAL, Passage, Prompt, build_prompt, is_refusal
 from rag.search import Ranking, Searcher
 from rag.store import SearchFilter
 from rag.support import SentenceCheck, check_sentences
@@ -183,6 +184,9 @@ class ChatPipeline:
         if quoted:
             yield Token(f"\n\n{SUMMARY_LABEL}")
         yield Status(self._generating())
+        prompt = self._for_model(prompt)
+        if not quoted:  # the passages the answer was drawn from: all of them once evidence quoted any
+            answer.context = [Source.from_passage(p) for p in prompt.passages]
         text, generate_timings = yield from self._generate(prompt)
         answer.timings = {**generate_timings, **answer.timings}  # evidence came first: its first token stays
         answer.sentences = check_sentences(text, _texts(prompt))
@@ -256,13 +260,29 @@ class ChatPipeline:
         asked = time.perf_counter()
         parts: list[str] = []
         timings: dict[str, float] = {}
-        for piece in self.llm.stream(prompt.messages, self.settings.llm_answer_tokens):
+        small = prompt.few_shot
+        grammar = citation_grammar(len(prompt.passages)) if small and self.settings.llm_cite_grammar else None
+        stream = self.llm.stream(
+            prompt.messages,
+            self.settings.llm_answer_tokens,
+            stop=ECHO_STOPS if small else None,
+            grammar=grammar,
+        )
+        for piece in stream:
             if not parts:
                 timings["first_token_ms"] = _ms(asked)
             parts.append(piece)
             yield Token(piece)
         timings["generate_ms"] = _ms(asked)
         return "".join(parts).strip(), timings
+
+    def _for_model(self, prompt: Prompt) -> Prompt:
+        """The small-model prompt for the embedded model (or when set): few-shot, fewer passages, stops."""
+        profile = self.settings.llm_prompt
+        embedded = self.llm is not None and self.llm.embedded
+        if profile == "small" or (profile == "auto" and embedded):
+            return prompt.for_small_model(self.settings.small_prompt_passages)
+        return prompt
 
     def _cited(self, text: str, prompt: Prompt, answer: Answer) -> list[Source]:
         """The passages the model's text cites; the numbers it made up go to invalid_citations."""
@@ -275,6 +295,7 @@ class ChatPipeline:
         """What the model's answer cites (or is attributed to), and whether it refused."""
         if is_refusal(text):
             answer.refused = True
+            answer.sentences = []  # the refusal claims nothing to check
             return
         answer.sources = _unsupported_marked(self._cited(text, prompt, answer), answer.sentences)
         if not answer.sources:

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     llm_answer_tokens: int = 384
     llm_timeout_s: float = 120.0
     llm_gguf: Path | None = None
+    # small: few-shot examples, the first small_prompt_passages passages only, a stop where the model echoes the
+    # prompt; auto: small for the embedded model, standard for any endpoint (see README, "Answer modes")
+    llm_prompt: Literal["auto", "small", "standard"] = "auto"
+    small_prompt_passages: int = 3
+    # the embedded llama.cpp server decodes under rag.grammar's grammar: every sentence ends with a valid [n]
+    llm_cite_grammar: bool = True
 
     ui_user: str | None = None
     ui_password: SecretStr | None = None

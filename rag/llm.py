@@ -82,13 +82,28 @@ class LLMClient:
             raise RagError(f"the LLM endpoint at {self.host} lists no model: set RAG_LLM_MODEL")
         return str(models[0].id)
 
-    def stream(self, messages: list[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
-        """The answer's pieces as they come. An empty answer is retried once, then an error: never a success."""
+    def stream(
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
+    ) -> Iterator[str]:
+        """The answer's pieces as they come. An empty answer is retried once, then an error: never a success.
+
+        grammar (GBNF) constrains decoding on the embedded llama.cpp server; other endpoints ignore it here.
+        """
+        options: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature}
+        if stop:
+            options["stop"] = stop[:4]  # OpenAI accepts at most four
+        if grammar and self.embedded:
+            options["extra_body"] = {"grammar": grammar}
         for attempt in (1, 2):
             self._revive()
             produced = False
             try:
-                for piece in self._stream_once(messages, max_tokens, temperature):
+                for piece in self._stream_once(messages, options):
                     produced = produced or bool(piece.strip())
                     yield piece
             except openai.OpenAIError as exc:
@@ -104,15 +119,14 @@ class LLMClient:
         """Requests the embedded server is busy with or holds in its queue (0 for remote endpoints)."""
         return self.server.in_flight if self.server else 0
 
-    def _stream_once(self, messages: list[Message], max_tokens: int, temperature: float) -> Iterator[str]:
+    def _stream_once(self, messages: list[Message], options: dict[str, Any]) -> Iterator[str]:
         counted = self.server.request() if self.server else nullcontext()
         with counted:
             response = self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
-                max_tokens=max_tokens,
-                temperature=temperature,
                 stream=True,
+                **options,
             )
             for chunk in response:
                 choices = getattr(chunk, "choices", None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag.store import Hit
 from rag.tokens import count
@@ -34,12 +34,41 @@ class Passage:
         return f"{head}\n{_defang(chunk.text)}"
 
 
+# Small models copy form better than they follow rules: one refusal and one cited answer, shown as earlier turns.
+FEW_SHOT = [
+    {
+        "role": "user",
+        "content": "<context>\n[1] (handbook.txt) Backups\nThe backup job runs every night at 02:00 and keeps "
+        "copies for 30 days.\n\n[2] (handbook.txt) Restoring files\nTo restore a file, run `restore NAME` as "
+        "root.\n</context>\n\nQuestion: How do I get a deleted file back?",
+    },
+    {"role": "assistant", "content": "Run `restore NAME` as root [2]. Copies are kept for 30 days [1]."},
+]
+
+# Where a model starts echoing the prompt instead of answering.
+ECHO_STOPS = ["<context", "</context", "\nQuestion:", "Question: "]
+
+
 @dataclass
 class Prompt:
-    messages: list[dict[str, str]]
+    question: str
     passages: list[Passage]
     dropped: int  # passages left out because the window was full: reported, never silently cut
     tokens: int
+    few_shot: bool = False
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        context = "\n\n".join(p.render() for p in self.passages)
+        user = f"<context>\n{context}\n</context>\n\nQuestion: {self.question}"
+        examples = FEW_SHOT if self.few_shot else []
+        return [{"role": "system", "content": SYSTEM}, *examples, {"role": "user", "content": user}]
+
+    def for_small_model(self, passages: int) -> Prompt:
+        """The first passages only (their numbers unchanged), after the few-shot examples."""
+        kept = self.passages[:passages]
+        cost = sum(count(p.render()) + 2 for p in self.passages[passages:])
+        return replace(self, passages=kept, few_shot=True, tokens=self.tokens - cost + FEW_SHOT_TOKENS)
 
 
 def _defang(text: str) -> str:
@@ -61,10 +90,10 @@ def build_prompt(question: str, hits: list[Hit], context_tokens: int, answer_tok
             continue
         passages.append(candidate)
         used += cost
-    context = "\n\n".join(p.render() for p in passages)
-    user = f"<context>\n{context}\n</context>\n\nQuestion: {question}"
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
-    return Prompt(messages, passages, dropped, used)
+    return Prompt(question, passages, dropped, used)
+
+
+FEW_SHOT_TOKENS = sum(count(m["content"]) + 4 for m in FEW_SHOT)
 
 
 def is_refusal(answer: str) -> bool:

@@ -189,3 +189,18 @@ def test_real_cross_encoder_path(
     assert ranked[0].id == best.id
     answer = reranked.ask("What do alpacas eat?")
     assert answer.reranker == f"cross-encoder {folder}"
+
+
+def test_the_embedded_model_cites_only_passages_it_was_given(pipeline: ChatPipeline) -> None:
+    """The citation grammar: every sentence of the small model's answer ends with a [n] it was given."""
+    questions = ["What do alpacas eat?", "How fast can an ostrich run?", "Where do alpacas come from?"]
+    for question in questions:
+        answer = pipeline.ask(question)
+        assert not answer.refused, question
+        given = {c.n for c in answer.context}
+        assert len(given) <= pipeline.settings.small_prompt_passages
+        assert answer.sentences, answer.answer
+        for sentence in answer.sentences:
+            assert sentence.cites and set(sentence.cites) <= given, (question, answer.answer)
+        assert answer.invalid_citations == []
+        assert {s.cited_by for s in answer.sources} <= {"model", "unsupported"}

@@ -174,3 +174,25 @@ def test_an_uncited_sentence_is_checked_against_every_passage() -> None:
     passages = {1: "Alpacas eat grass and hay.", 2: "Vicunas live in the high Andes."}
     checks = check_sentences("Vicunas live in the Andes. Penguins fly south every winter.", passages)
     assert [(c.cites, c.supported) for c in checks] == [([], True), ([], False)]
+
+
+def test_an_endpoint_gets_the_plain_prompt_and_the_small_prompt_only_when_set(
+    collection: Collection, llm: FakeLLM
+) -> None:
+    question = "Which animals does the corpus describe?"
+    sent: dict[str, list[dict[str, str]]] = {}
+    for profile in ("auto", "small"):
+        searcher = Searcher.for_collection(collection)
+        searcher.settings = collection.settings.model_copy(
+            update={"llm_prompt": profile, "relevance_threshold": 0}
+        )
+        llm.script("Alpacas [1].")
+        answer = ChatPipeline(searcher, LLMClient(llm.url, None, None, 10)).ask(question, top_n=5)
+        sent[profile] = llm.requests[0]
+        assert not answer.refused
+    plain, small = sent["auto"], sent["small"]
+    assert [m["role"] for m in plain] == ["system", "user"]  # a remote model: no few-shot
+    assert plain[-1]["content"].count("\n[") > 3  # all five passages
+    assert [m["role"] for m in small] == ["system", "user", "assistant", "user"]
+    assert "[2]" in small[2]["content"]  # the example answer cites
+    assert "\n[3]" in small[-1]["content"] and "\n[4]" not in small[-1]["content"]  # first three passages

@@ -17,6 +17,7 @@ from rag.text import CITATION, WORD, split_sentences
 
 MAX_UNITS = 3  # sentences (or code blocks) quoted at most
 MARGIN = 0.12  # a unit is kept only within this of the best one's score: the answer, not the neighbourhood
+UNFINISHED_PENALTY = 2 * MARGIN  # for a unit that does not end like a sentence (see select)
 RANK_BONUS = 0.03  # per place: the reranked order carries information the unit scores alone do not
 
 Scorer = Callable[[str, Sequence[str]], np.ndarray]  # question, units -> one score per unit, higher is better
@@ -83,9 +84,18 @@ def select(question: str, passages: Sequence[tuple[int, str]], scorer: Scorer) -
     scores -= RANK_BONUS * np.asarray([u.rank for u in units], dtype=np.float32)
     # A question in the passage (a FAQ's own heading) is the most similar to the question and answers nothing.
     scores[[i for i, u in enumerate(units) if u.text.rstrip().endswith("?")]] = -np.inf
+    # A line of headings or a table of contents ("2.1 Which ... 2.2 How ...") is similar but says nothing; so is
+    # the sentence a chunk boundary cut off. A unit that does not end like a sentence must win by a wide margin.
+    scores[[i for i, u in enumerate(units) if not (u.code or _ends_like_a_sentence(u.text))]] -= (
+        UNFINISHED_PENALTY
+    )
     best = float(scores.max())
     order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= best - MARGIN][:MAX_UNITS]
     return sorted((units[i] for i in _with_introduced_code(order, units)), key=lambda u: (u.rank, u.position))
+
+
+def _ends_like_a_sentence(text: str) -> bool:
+    return bool(re.search(r"[.!?:;)\"'”’]$", text.rstrip()))
 
 
 def _with_introduced_code(chosen: list[int], units: list[Unit]) -> list[int]:

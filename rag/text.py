@@ -11,13 +11,13 @@ CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [1] and [1, 2]; rag.citati
 # A sentence ends at . ! or ? followed by whitespace or the end, and takes any citations right after the
 # punctuation with it ("... it works. [2] Next ..."): models put markers on both sides of the full stop.
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
-_ABBREVIATION = re.compile(r"(?:\b(?i:e\.g|i\.e|etc|vs|cf|approx|Mr|Mrs|Ms|Dr)|\b[A-Z])\.$")
+_ABBREVIATION = re.compile(r"(?:\b(?i:e\.g|i\.e|a\.k\.a|etc|vs|cf|approx|Mr|Mrs|Ms|Dr)|\b[A-Z])\.$")
 
 
 def split_sentences(text: str) -> list[str]:
     """Lines, then sentences ending in . ! or ? (with the citation markers that follow the punctuation).
 
-    A full stop after a common abbreviation (e.g., i.e., etc., Dr.) or a capital initial does not end a sentence.
+    A full stop after a common abbreviation (e.g., i.e., a.k.a., etc., Dr.) or a capital initial does not end a sentence.
     """
     sentences: list[str] = []
     for line in text.splitlines():

@@ -122,3 +122,19 @@ def test_a_documents_own_footnote_marks_do_not_look_like_citations() -> None:
     text = "apt-get downloads the .deb archives[5] from the configured sources."
     quoted = render(select("apt-get", [(1, text)], _keyword_scorer("apt-get")))
     assert quoted == "apt-get downloads the .deb archives⁵ from the configured sources. [1]"
+
+
+def test_a_heading_line_loses_to_the_sentence_that_answers() -> None:
+    """A table of contents is as similar to the question as the answer, and answers nothing."""
+    toc = "Mirrors\n\n2.1 How do I pick a mirror 2.2 Which mirror is fastest 2.3 Mirror lists"
+    prose = (
+        "Pick the mirror closest to you, a.k.a. the one with the fewest network hops. It is usually fastest."
+    )
+    scores = {"2.1 How do I pick a mirror 2.2 Which mirror is fastest 2.3 Mirror lists": 0.8}
+    chosen = select(
+        "How do I pick a mirror?",
+        [(1, toc), (2, prose)],
+        lambda q, units: np.asarray([scores.get(u, 0.75) for u in units]),
+    )
+    assert [u.text for u in chosen][0].startswith("Pick the mirror closest to you, a.k.a. the one")
+    assert all(u.n == 2 for u in chosen)

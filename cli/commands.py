@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cli.train import TrainOptions, train_and_report, train_args, train_command
 from rag.config import Settings
 
 
@@ -19,6 +20,12 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude", action="append", default=[], help="glob on relative paths to leave out; repeatable"
     )
+    p.add_argument(
+        "--train-reranker",
+        action="store_true",
+        help="then train the collection's reranker (see train-reranker)",
+    )
+    p.add_argument("--minutes", type=float, default=15.0, help="with --train-reranker: training time budget")
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,6 +34,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
     summary = ingest_folder(settings, args.folder, progress=False if args.no_progress else None)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
+    if args.train_reranker:
+        train_and_report(settings, TrainOptions(minutes=args.minutes))
     return 1 if summary.failed else 0
 
 
@@ -36,6 +45,7 @@ def _docs_args(p: argparse.ArgumentParser) -> None:
 
 def _docs(args: argparse.Namespace, settings: Settings) -> int:
     from rag.collection import Collection
+    from rag.rerank import describe_reranker
 
     with Collection(settings) as collection:
         docs = collection.documents()
@@ -43,6 +53,7 @@ def _docs(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(docs, indent=2))
         return 0
     print(_docs_table(docs))
+    print(f"reranker: {describe_reranker(settings)}")
     return 0
 
 
@@ -274,79 +285,6 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, help="model folder (default <data-dir>/rerankers/<collection>)")
-    p.add_argument("--minutes", type=float, default=15.0, help="training time budget")
-    p.add_argument(
-        "--exclude", action="append", default=[], help="glob of sources never to train on (eval pages)"
-    )
-    p.add_argument("--negatives", type=int, default=4)
-    p.add_argument(
-        "--llm-questions", type=int, default=0, help="also ask the LLM for N questions from chunks"
-    )
-    p.add_argument("--max-groups", type=int, help="stop mining after N (query, positive, negatives) groups")
-    p.add_argument("--layers", type=int, default=6, help="keep the first N MiniLM layers (fewer: faster)")
-
-
-def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from collections import Counter
-
-    from rag.collection import Collection
-    from rag.llm import open_llm
-    from training.reranker import mine
-
-    out = args.out or settings.data_dir / "rerankers" / settings.collection
-    counts: Counter[str] = Counter()
-    with Collection(settings) as collection:
-        llm = open_llm(settings) if args.llm_questions else None
-        groups = mine(
-            collection, args.exclude, args.negatives, llm, args.llm_questions, args.max_groups, counts=counts
-        )
-    origins = {o: sum(g.origin == o for g in groups) for o in ("heading", "llm")}
-    print(f"mined {len(groups)} groups ({origins['heading']} from headings, {origins['llm']} from the LLM)")
-    for reason, n in sorted(counts.items()):
-        print(f"  {reason}: {n}")
-    if len(groups) < 2:
-        from rag.errors import RagError
-
-        raise RagError("too few training groups mined: ingest more documents first")
-    result = _train_with_progress(groups, out, args.minutes, args.layers)
-    print(
-        f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
-        f"{result.best_val_acc1:.3f} ({result.groups_val} groups); best model in {result.path}"
-    )
-    print(
-        f"measure it before you use it: RAG_RERANK_MODEL={result.path} rag eval --qa ... ; its scores are not "
-        "calibrated, so set RAG_RERANK_THRESHOLD to the best threshold that eval reports"
-    )
-    return 0
-
-
-def _train_with_progress(groups: list[Any], out: Path, minutes: float, layers: int) -> Any:
-    """Training with a progress bar over its time budget (on a terminal), the running loss beside it."""
-    import sys
-    import time
-
-    from tqdm import tqdm
-
-    from training.reranker import train
-
-    budget = int(minutes * 60)
-    bar = tqdm(total=budget, unit="s", disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="training")
-    started, loss_avg = time.monotonic(), 0.0
-
-    def on_step(step: int, loss: float) -> None:
-        nonlocal loss_avg
-        loss_avg = loss if step == 1 else 0.98 * loss_avg + 0.02 * loss
-        bar.n = min(budget, int(time.monotonic() - started))
-        bar.set_postfix(steps=step, loss=f"{loss_avg:.3f}", refresh=True)
-
-    try:
-        return train(groups, out, minutes, layers, on_step=on_step)
-    finally:
-        bar.close()
-
-
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]
 
 COMMANDS: dict[str, Command] = {
@@ -357,8 +295,8 @@ COMMANDS: dict[str, Command] = {
     "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
     "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),
     "train-reranker": (
-        "Fine-tune a cross-encoder on questions mined from the collection.",
-        _train_args,
-        _train,
+        "Train the collection's own cross-encoder (used by ask, chat, ui and eval from then on).",
+        train_args,
+        train_command,
     ),
 }

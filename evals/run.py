@@ -18,6 +18,7 @@ from evals import metrics
 from evals.judge import Judge
 from evals.qa import QAItem, load_qa
 from rag.answer import Answer, ChatPipeline, open_chat
+from rag.calibration import best_threshold, rates
 from rag.collection import Collection
 from rag.config import Settings
 from rag.retrieval import Mode
@@ -203,12 +204,7 @@ class Evaluator:
             "configs": [c.name for c in self.configs],
             "reranker": self.searcher.rerank_status.describe(),
             "retrieval": retrieval,
-            "threshold": calibrate(
-                relevance,
-                self.settings.relevance_threshold
-                if self.searcher.reranker is None
-                else self.settings.rerank_threshold,
-            ),
+            "threshold": calibrate(relevance, self.searcher.threshold(rerank=True)),
             "answer_mode": self.settings.answer_mode,
             "answers": _answer_summary(answers) if answers else "skipped (--no-llm)",
             "llm": answers[0]["llm"] if answers else None,
@@ -264,33 +260,20 @@ def _judge_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def calibrate(relevance: list[tuple[bool, float]], current: float) -> dict[str, Any]:
-    """The refusal threshold that best separates answerable from unanswerable questions (balanced accuracy).
-
-    For each candidate threshold t: an answerable question is answered when its best top-n relevance >= t, an
-    unanswerable one refused when it is < t. Balanced accuracy averages the two rates, so a set with few
-    unanswerable questions does not push the threshold to zero.
-    """
+    """The current threshold's rates and the best one's on this labelled set (rag.calibration)."""
     answerable = [s for a, s in relevance if a]
     unanswerable = [s for a, s in relevance if not a]
     if not answerable or not unanswerable:
         return {"current": current, "note": "needs answerable and unanswerable questions"}
-
-    def rates(t: float) -> tuple[float, float]:
-        return sum(s >= t for s in answerable) / len(answerable), sum(s < t for s in unanswerable) / len(
-            unanswerable
-        )
-
-    candidates = sorted({round(s, 3) for s in answerable + unanswerable})
-    best = max(candidates, key=lambda t: sum(rates(t)))
-    keep, refuse = rates(current)
-    best_keep, best_refuse = rates(best)
+    best = best_threshold(answerable, unanswerable)
+    now, then = rates(answerable, unanswerable, current), rates(answerable, unanswerable, best)
     return {
         "current": current,
-        "current_answered_rate": round(keep, 3),
-        "current_refusal_accuracy": round(refuse, 3),
+        "current_answered_rate": round(now.answered, 3),
+        "current_refusal_accuracy": round(now.refused, 3),
         "best": best,
-        "best_answered_rate": round(best_keep, 3),
-        "best_refusal_accuracy": round(best_refuse, 3),
+        "best_answered_rate": round(then.answered, 3),
+        "best_refusal_accuracy": round(then.refused, 3),
     }
 
 

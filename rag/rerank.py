@@ -9,20 +9,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
+from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.store import Hit
 
 log = logging.getLogger("rag.rerank")
 
 NO_MODEL = (
-    "reranking is off: no cross-encoder is configured (none can be installed offline; set RAG_RERANK_MODEL to a "
-    "Hugging Face name such as cross-encoder/ms-marco-MiniLM-L-6-v2, or to a local folder such as one "
-    "`rag train-reranker` trains from this collection)"
+    "reranking is off: this collection has no trained cross-encoder (train one: rag train-reranker, or "
+    "rag ingest --train-reranker) and RAG_RERANK_MODEL is not set (a Hugging Face name such as "
+    "cross-encoder/ms-marco-MiniLM-L-6-v2, or a local folder)"
 )
 
 
@@ -31,17 +32,21 @@ class RerankStatus:
     active: bool
     model: str | None
     reason: str | None
+    origin: str = ""  # where the model came from: RAG_RERANK_MODEL, or the collection's own trained one
 
     def describe(self) -> str:
-        return f"cross-encoder {self.model}" if self.active else (self.reason or "off")
+        if not self.active:
+            return self.reason or "off"
+        return f"cross-encoder {self.model}" + (f" ({self.origin})" if self.origin else "")
 
 
 class Reranker:
-    def __init__(self, model: Any, name: str, max_length: int, batch_size: int) -> None:
+    def __init__(self, model: Any, name: str, max_length: int, batch_size: int, threshold: float) -> None:
         self.model = model
         self.name = name
         self.max_length = max_length
         self.batch_size = batch_size
+        self.threshold = threshold  # the 0-1 score under which a passage does not answer
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: list[str]) -> Any:
@@ -86,20 +91,56 @@ def build_cross_encoder(name: str, backend: str = "torch", max_length: int = 256
 
 
 def load_reranker(
-    name: str | None, max_length: int = 256, batch_size: int = 32, backend: str = "torch"
+    name: str | None,
+    max_length: int = 256,
+    batch_size: int = 32,
+    backend: str = "torch",
+    threshold: float = 0.2,
+    version: str = "",
 ) -> tuple[Reranker | None, RerankStatus]:
-    """The configured CrossEncoder, or None with the reason it is off (logged once per process)."""
-    return _load(name or "", max_length, batch_size, backend)
+    """The CrossEncoder, or None with the reason it is off (logged once per process).
+
+    version: changes when the model in the folder `name` is replaced, so a long-running app loads the new one.
+    """
+    return _load(name or "", max_length, batch_size, backend, threshold, version)
 
 
-def reranker_from_settings(settings: Settings) -> tuple[Reranker | None, RerankStatus]:
-    return load_reranker(
-        settings.rerank_model, settings.rerank_max_length, settings.rerank_batch_size, settings.rerank_backend
+def reranker_from_settings(
+    settings: Settings, collection: str | None = None
+) -> tuple[Reranker | None, RerankStatus]:
+    """RAG_RERANK_MODEL when set, else the collection's own trained model (its card gives length, backend and
+    threshold; RAG_RERANK_THRESHOLD, when set, still wins), else none and why.
+
+    collection: the settings' collection unless named."""
+    if settings.rerank_model:
+        reranker, status = load_reranker(
+            settings.rerank_model,
+            settings.rerank_max_length,
+            settings.rerank_batch_size,
+            settings.rerank_backend,
+            settings.rerank_threshold,
+        )
+        return reranker, replace(status, origin="RAG_RERANK_MODEL")
+    name = collection or settings.collection
+    folder = collection_reranker_dir(settings, name)
+    card = RerankerCard.load(folder)
+    if card is None:
+        return load_reranker(None)
+    explicit = "rerank_threshold" in settings.model_fields_set
+    threshold = settings.rerank_threshold if explicit else card.threshold
+    reranker, status = load_reranker(
+        str(folder), card.max_length, settings.rerank_batch_size, card.backend, threshold, card.trained_at
     )
+    origin = (
+        f"trained for collection {settings.collection!r} {card.trained_at[:10]}, threshold {threshold:.3f}"
+    )
+    return reranker, replace(status, origin=origin)
 
 
 @lru_cache(maxsize=4)
-def _load(name: str, max_length: int, batch_size: int, backend: str) -> tuple[Reranker | None, RerankStatus]:
+def _load(
+    name: str, max_length: int, batch_size: int, backend: str, threshold: float, version: str
+) -> tuple[Reranker | None, RerankStatus]:
     if not name:
         log.warning(NO_MODEL)
         return None, RerankStatus(False, None, NO_MODEL)
@@ -109,4 +150,25 @@ def _load(name: str, max_length: int, batch_size: int, backend: str) -> tuple[Re
         reason = f"reranking is off: cannot load cross-encoder {name!r}: {str(exc).splitlines()[0][:200]}"
         log.warning(reason)
         return None, RerankStatus(False, name, reason)
-    return Reranker(model, name, max_length, batch_size), RerankStatus(True, name, None)
+    return Reranker(model, name, max_length, batch_size, threshold), RerankStatus(True, name, None)
+
+
+def describe_reranker(settings: Settings, collection: str | None = None) -> str:
+    """Which reranker a search of the collection would use and where it comes from, without loading it."""
+    if settings.rerank_model:
+        return f"cross-encoder {settings.rerank_model} (RAG_RERANK_MODEL)"
+    name = collection or settings.collection
+    folder = collection_reranker_dir(settings, name)
+    card = RerankerCard.load(folder)
+    if card is None:
+        return NO_MODEL
+    return f"cross-encoder {folder} ({_origin(name, card, _threshold(settings, card))})"
+
+
+def _threshold(settings: Settings, card: RerankerCard) -> float:
+    """The card's calibrated threshold, unless RAG_RERANK_THRESHOLD is set."""
+    return settings.rerank_threshold if "rerank_threshold" in settings.model_fields_set else card.threshold
+
+
+def _origin(collection: str, card: RerankerCard, threshold: float) -> str:
+    return f"trained for collection {collection!r} {card.trained_at[:10]}, threshold {threshold:.3f}"

@@ -45,7 +45,7 @@ class Searcher:
     @classmethod
     def for_collection(cls, collection: Collection) -> Searcher:
         """With the configured cross-encoder, or without it and the reason it is off."""
-        return cls(collection, *reranker_from_settings(collection.settings))
+        return cls(collection, *reranker_from_settings(collection.settings, collection.name))
 
     def search(
         self,
@@ -65,8 +65,13 @@ class Searcher:
             ranked, timings["rerank_ms"] = reranker.rerank(query, retrieved.hits, top_n)
         else:
             ranked = retrieved.hits[:top_n]
-        threshold = self.settings.rerank_threshold if reranker else self.settings.relevance_threshold
-        return Ranking(candidates, ranked, threshold, timings)
+        return Ranking(candidates, ranked, self.threshold(reranker is not None), timings)
+
+    def threshold(self, rerank: bool) -> float:
+        """The relevance under which a passage does not answer: the reranker's when it runs, else the dense one."""
+        if rerank and self.reranker is not None:
+            return self.reranker.threshold
+        return self.settings.relevance_threshold
 
     def reranker_label(self, rerank: bool) -> str:
         if not rerank:

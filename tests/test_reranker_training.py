@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
+from rag.reranker_card import RerankerCard, collection_reranker_dir
+from tests.conftest import RAG_BIN, cli_env
 from tests.docs_factory import make_corpus
 from tests.test_ingest import run_ingest
+from training.collection_reranker import mine_for_training, train_collection_reranker
 from training.reranker import Group, accuracy_at_1, as_question, mine, train
 
 
@@ -74,3 +80,49 @@ def test_llm_replies_become_questions() -> None:
     assert as_question("404 errors: why do servers send them?") == "404 errors: why do servers send them?"
     assert as_question("See https://example.org/search?q=1 for details.") is None
     assert as_question("“What does map() return?”") == "What does map() return?"
+
+
+def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """rag train-reranker writes the model and its card beside the collection; ask uses it with no setting."""
+    data = tmp_path / "data"
+    env = cli_env(data)
+    root = _corpus(tmp_path / "corpus")
+    env["RAG_COLLECTION"] = "animals"
+    subprocess.run([RAG_BIN, "ingest", str(root)], env=env, check=True, capture_output=True)
+    trained = subprocess.run(
+        [RAG_BIN, "train-reranker", "--minutes", "0.5", "--layers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    settings = Settings(data_dir=data, collection="animals")
+    folder = collection_reranker_dir(settings)
+    card = RerankerCard.load(folder)
+    assert card is not None and 0.0 < card.threshold < 1.0, trained.stdout
+    assert card.held_out["acc@1"] > card.held_out["acc@1_before"]
+    assert card.held_out["calibration_questions"]["unanswerable"] >= 30
+    assert f"threshold {card.threshold:.3f}" in trained.stdout
+
+    asked = subprocess.run(
+        [RAG_BIN, "ask", "--json", "How much water can a camel drink?"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    answer = json.loads(asked.stdout)
+    assert "trained for collection 'animals'" in answer["reranker"] and str(folder) in answer["reranker"]
+    assert answer["sources"][0]["source"] == "faq.md", (answer, card)
+
+    # A retrain that learns the opposite ranking scores worse on the same held-out groups: the card stays.
+    mined = mine_for_training(settings, exclude=[], negatives=2)
+    backwards = [
+        Group(g.query, g.negatives[0], [g.positive, *g.negatives[1:]], g.origin) for g in mined.train
+    ]
+    outcome = train_collection_reranker(settings, replace(mined, train=backwards * 3), minutes=0.5, layers=2)
+    assert not outcome.replaced and outcome.previous_acc1 is not None
+    assert outcome.previous_acc1 > outcome.result.best_val_acc1
+    assert RerankerCard.load(folder) == card and not folder.with_name("reranker.new").exists()

@@ -219,6 +219,16 @@ def accuracy_at_1(model: Any, groups: list[Group]) -> float:
     return hits / len(groups)
 
 
+def split_held_out(groups: list[Group], rng: random.Random) -> tuple[list[Group], list[Group]]:
+    """(train, held out): a tenth held out from 20 groups up; below that both are all of them."""
+    groups = groups[:]
+    rng.shuffle(groups)
+    if len(groups) < 20:
+        return groups, groups
+    held = max(1, len(groups) // 10)
+    return groups[held:], groups[:held]
+
+
 def train(
     groups: list[Group],
     out: Path,
@@ -228,15 +238,17 @@ def train(
     epochs: int = 3,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
+    val: list[Group] | None = None,
 ) -> TrainResult:
+    """Fine-tune on groups; the best checkpoint on the held-out groups (val, else a tenth of groups) goes to out."""
     import torch
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    groups = groups[:]
-    rng.shuffle(groups)
-    val = groups[: max(1, len(groups) // 10)] if len(groups) >= 20 else groups
-    train_groups = groups[len(val) :] if len(groups) >= 20 else groups
+    if val is None:
+        train_groups, val = split_held_out(groups, rng)
+    else:
+        train_groups = groups[:]
     model = base_cross_encoder(layers)
     if torch.cuda.is_available():
         model.model.to("cuda")

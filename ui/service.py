@@ -17,7 +17,7 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.errors import RagError
 from rag.llm import describe_llm
-from rag.rerank import reranker_from_settings
+from rag.rerank import describe_reranker
 from rag.store import check_collection_name, list_collections
 
 
@@ -134,7 +134,7 @@ class RagService:
         return str(record["source"])
 
     def status(self, collection: str) -> dict[str, str]:
-        _, rerank = reranker_from_settings(self.settings)
+        reranker = describe_reranker(self.settings, collection)
         llm = describe_llm(self.settings)
         where = "embedded llama.cpp server" if llm["embedded"] else llm["host"]
         store = (
@@ -144,7 +144,7 @@ class RagService:
         )
         return {
             "embedder": self.settings.embed_model,
-            "reranker": rerank.describe(),
+            "reranker": reranker,
             "llm": f"{llm['model']} @ {where}",
             "store": f"{store}, collection {collection!r}",
         }

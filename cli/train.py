@@ -1,0 +1,101 @@
+"""`rag train-reranker` and `rag ingest --train-reranker`: the collection's own cross-encoder, with progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.config import Settings
+
+
+@dataclass
+class TrainOptions:
+    minutes: float = 15.0
+    exclude: list[str] = field(default_factory=list)
+    negatives: int = 4
+    llm_questions: int = 0
+    max_groups: int | None = None
+    layers: int = 6
+
+
+def train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--minutes", type=float, default=15.0, help="training time budget")
+    p.add_argument(
+        "--exclude", action="append", default=[], help="glob of sources never to train on (eval pages)"
+    )
+    p.add_argument("--negatives", type=int, default=4)
+    p.add_argument(
+        "--llm-questions", type=int, default=0, help="also ask the LLM for N questions from chunks"
+    )
+    p.add_argument("--max-groups", type=int, help="stop mining after N (query, positive, negatives) groups")
+    p.add_argument("--layers", type=int, default=6, help="keep the first N MiniLM layers (fewer: faster)")
+
+
+def train_command(args: argparse.Namespace, settings: Settings) -> int:
+    options = TrainOptions(
+        args.minutes, args.exclude, args.negatives, args.llm_questions, args.max_groups, args.layers
+    )
+    train_and_report(settings, options)
+    return 0
+
+
+def train_and_report(settings: Settings, options: TrainOptions) -> None:
+    """Mine, train, calibrate, and keep the better model; say what happened at each step."""
+    from rag.errors import RagError
+    from rag.llm import open_llm
+    from training.collection_reranker import mine_for_training, train_collection_reranker
+
+    if options.minutes <= 0:
+        raise RagError(f"--minutes must be positive, not {options.minutes}")
+    print(f"mining training questions from collection {settings.collection!r}…", flush=True)
+    llm = open_llm(settings) if options.llm_questions else None
+    mined = mine_for_training(
+        settings, options.exclude, options.negatives, llm, options.llm_questions, options.max_groups
+    )
+    print(f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups")
+    for reason, n in sorted(mined.counts.items()):
+        print(f"  {reason}: {n}")
+    outcome = _with_progress(
+        lambda on_step: train_collection_reranker(settings, mined, options.minutes, options.layers, on_step),
+        options.minutes,
+    )
+    result, card = outcome.result, outcome.card
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
+        f"{result.best_val_acc1:.3f} ({len(mined.held_out)} groups)"
+    )
+    if not outcome.replaced:
+        print(
+            f"kept the current reranker in {outcome.folder}: it scores {outcome.previous_acc1:.3f} on the same "
+            "held-out groups"
+        )
+        return
+    held = card.held_out
+    print(
+        f"reranker for collection {settings.collection!r} in {outcome.folder}; refusal threshold {card.threshold:.3f} "
+        f"(held-out questions answered {held.get('answered_rate', '?')}, off-topic refused "
+        f"{held.get('refusal_accuracy', '?')}); ask, chat, ui and eval use it from now on (--no-rerank: off)"
+    )
+
+
+def _with_progress(run: Any, minutes: float) -> Any:
+    """A progress bar over the time budget (on a terminal), the running loss beside it."""
+    from tqdm import tqdm
+
+    budget = int(minutes * 60)
+    bar = tqdm(total=budget, unit="s", disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="training")
+    started, loss_avg = time.monotonic(), 0.0
+
+    def on_step(step: int, loss: float) -> None:
+        nonlocal loss_avg
+        loss_avg = loss if step == 1 else 0.98 * loss_avg + 0.02 * loss
+        bar.n = min(budget, int(time.monotonic() - started))
+        bar.set_postfix(steps=step, loss=f"{loss_avg:.3f}", refresh=True)
+
+    try:
+        return run(on_step)
+    finally:
+        bar.close()

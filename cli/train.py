@@ -19,6 +19,7 @@ class TrainOptions:
     llm_questions: int = 0
     max_groups: int | None = None
     layers: int = 6
+    keyword_questions: int = 0
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
@@ -30,13 +31,25 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--llm-questions", type=int, default=0, help="also ask the LLM for N questions from chunks"
     )
+    p.add_argument(
+        "--keyword-questions",
+        type=int,
+        default=0,
+        help="also N keyword queries from chunks' salient terms not in their headings",
+    )
     p.add_argument("--max-groups", type=int, help="stop mining after N (query, positive, negatives) groups")
     p.add_argument("--layers", type=int, default=6, help="keep the first N MiniLM layers (fewer: faster)")
 
 
 def train_command(args: argparse.Namespace, settings: Settings) -> int:
     options = TrainOptions(
-        args.minutes, args.exclude, args.negatives, args.llm_questions, args.max_groups, args.layers
+        args.minutes,
+        args.exclude,
+        args.negatives,
+        args.llm_questions,
+        args.max_groups,
+        args.layers,
+        args.keyword_questions,
     )
     train_and_report(settings, options)
     return 0
@@ -53,7 +66,13 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
     print(f"mining training questions from collection {settings.collection!r}…", flush=True)
     llm = open_llm(settings) if options.llm_questions else None
     mined = mine_for_training(
-        settings, options.exclude, options.negatives, llm, options.llm_questions, options.max_groups
+        settings,
+        options.exclude,
+        options.negatives,
+        llm,
+        options.llm_questions,
+        options.max_groups,
+        keyword_questions=options.keyword_questions,
     )
     print(f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups")
     for reason, n in sorted(mined.counts.items()):
@@ -62,17 +81,21 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
         lambda on_step: train_collection_reranker(settings, mined, options.minutes, options.layers, on_step),
         options.minutes,
     )
-    result, card = outcome.result, outcome.card
+    result, card, mrr = outcome.result, outcome.card, outcome.mrr
     print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
-        f"{result.best_val_acc1:.3f} ({len(mined.held_out)} groups)"
+        f"{result.best_val_acc1:.3f} ({len(mined.held_out)} groups); held-out MRR@10 over the hybrid candidates: "
+        + ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in mrr.items())
     )
     if not outcome.replaced:
-        print(
-            f"kept the current reranker in {outcome.folder}: it scores {outcome.previous_acc1:.3f} on the same "
-            "held-out groups"
+        now = (
+            f"the collection keeps its reranker in {outcome.folder}"
+            if card
+            else "the collection has no reranker"
         )
+        print(f"not installed: {outcome.reason}; {now}")
         return
+    assert card is not None
     held = card.held_out
     print(
         f"reranker for collection {settings.collection!r} in {outcome.folder}; refusal threshold {card.threshold:.3f} "

@@ -163,7 +163,7 @@ def test_real_cross_encoder_path(
     settings = edge_settings.model_copy(update={"rerank_model": str(folder), "rerank_threshold": 0.0})
     from rag.rerank import load_reranker
 
-    reranker, status = load_reranker(settings.rerank_model)
+    reranker, status = load_reranker(settings.rerank_model, threshold=settings.rerank_threshold)
     assert reranker is not None and status.active
     reranked = ChatPipeline(Searcher(collection, reranker, status, settings), pipeline.llm)
     ranking = reranked.searcher.search("What do alpacas eat?", 10, 3)

@@ -27,7 +27,7 @@ from rag.llm import LLMClient
 from rag.rerank import build_cross_encoder
 from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.retrieval import Mode, Retriever
-from training.reranker import Group, TrainResult, accuracy_at_1, mine, split_held_out, train
+from training.reranker import Group, TrainResult, mine, split_held_out, train
 
 log = logging.getLogger("rag.train")
 
@@ -52,17 +52,19 @@ class Mined:
     train: list[Group]
     held_out: list[Group]
     answerable: list[Pool]  # held-out questions and their candidates
+    positives: list[str]  # the passage that answers each of them (in answerable's order)
     unanswerable: list[Pool]  # off-topic questions and their candidates
     counts: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
 class Outcome:
-    card: RerankerCard  # the card of the model now in use
+    card: RerankerCard | None  # the card of the model in use now (None: the collection still has none)
     folder: Path
-    replaced: bool  # False: the previous model scored better on this run's held-out groups and was kept
+    replaced: bool  # whether the new model was installed
+    reason: str  # why it was or was not
     result: TrainResult
-    previous_acc1: float | None
+    mrr: dict[str, float]  # held-out MRR@10 over the hybrid candidates: first stage, new model, current model
 
 
 def off_topic_questions() -> list[str]:
@@ -78,23 +80,28 @@ def mine_for_training(
     llm_questions: int = 0,
     max_groups: int | None = None,
     seed: int = 0,
+    keyword_questions: int = 0,
 ) -> Mined:
     """Groups to train on and hold out, and the calibration candidates, read while the store is open (briefly:
     training itself runs with the collection closed, so ingestion and chat are not locked out)."""
     counts: Counter[str] = Counter()
     with Collection(settings, create=False) as collection:
-        groups = mine(collection, exclude, negatives, llm, llm_questions, max_groups, seed, counts)
+        groups = mine(
+            collection, exclude, negatives, llm, llm_questions, max_groups, seed, counts, keyword_questions
+        )
         if len(groups) < 2:
             raise RagError("too few training groups mined: ingest more documents first")
         train_groups, held_out = split_held_out(groups, random.Random(seed))
         retriever = Retriever(collection.store, collection.embedder)
-        answerable = [_candidates(retriever, g.query) for g in held_out[:CALIBRATION_QUESTIONS]]
+        scored = held_out[:CALIBRATION_QUESTIONS]
+        answerable = [_candidates(retriever, g.query) for g in scored]
         off_topic = [q for q in off_topic_questions() if _best_cosine(retriever, q) < ON_TOPIC_COSINE]
         counts["off-topic questions left out as maybe answerable here"] = len(off_topic_questions()) - len(
             off_topic
         )
         unanswerable = [_candidates(retriever, q) for q in off_topic]
-    return Mined(train_groups, held_out, answerable, unanswerable, counts)
+    positives = [g.positive for g in scored]
+    return Mined(train_groups, held_out, answerable, positives, unanswerable, counts)
 
 
 def _candidates(retriever: Retriever, query: str) -> Pool:
@@ -113,22 +120,53 @@ def train_collection_reranker(
     layers: int = 6,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Outcome:
-    """Train into a new folder, calibrate, compare with the collection's current model, then swap or discard."""
+    """Train into a new folder; install it only if it ranks the held-out questions' candidates at least as well as
+    the first stage and as the collection's current model, else discard it and say why."""
     folder = collection_reranker_dir(settings)
     fresh = folder.with_name(folder.name + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.parent.mkdir(parents=True, exist_ok=True)
     result = train(mined.train, fresh, minutes, layers, on_step=on_step, val=mined.held_out)
+    model = _load(fresh)
     previous = RerankerCard.load(folder)
-    previous_acc1 = accuracy_at_1(_load(folder), mined.held_out) if previous else None
-    if previous is not None and previous_acc1 is not None and previous_acc1 > result.best_val_acc1:
-        log.info("kept the current reranker: held-out acc@1 %.3f > %.3f", previous_acc1, result.best_val_acc1)
+    mrr = {"first_stage": held_out_mrr(mined, None), "new": held_out_mrr(mined, model)}
+    if previous is not None:
+        mrr["current"] = held_out_mrr(mined, _load(folder))
+    verdict = _verdict(mrr)
+    if verdict is not None:
+        log.info("the new reranker was not installed: %s", verdict)
         shutil.rmtree(fresh)
-        return Outcome(previous, folder, False, result, previous_acc1)
-    card = _card(_load(fresh), mined, result, minutes, layers)
+        return Outcome(previous, folder, False, verdict, result, mrr)
+    card = _card(model, mined, result, minutes, layers, mrr)
     card.save(fresh)
     _swap(fresh, folder)
-    return Outcome(card, folder, True, result, previous_acc1)
+    return Outcome(card, folder, True, "it ranks the held-out questions best", result, mrr)
+
+
+def _verdict(mrr: dict[str, float]) -> str | None:
+    """Why the new model must not be installed, or None."""
+    if mrr["new"] < mrr["first_stage"]:
+        return (
+            f"it ranks the held-out questions worse than the first stage alone (MRR@10 {mrr['new']:.3f} < "
+            f"{mrr['first_stage']:.3f}: the first stage may rank this collection well already, or train longer)"
+        )
+    if "current" in mrr and mrr["current"] > mrr["new"]:
+        return f"the current reranker ranks the held-out questions better (MRR@10 {mrr['current']:.3f} > {mrr['new']:.3f})"
+    return None
+
+
+def held_out_mrr(mined: Mined, model: Any | None) -> float:
+    """MRR@10 of each held-out question's answering passage among its hybrid candidates, reranked by the model
+    (None: in the first stage's order)."""
+    total = 0.0
+    for (query, passages), positive in zip(mined.answerable, mined.positives, strict=True):
+        order = list(range(len(passages)))
+        if model is not None and passages:
+            scores = model.predict([(query, p) for p in passages], show_progress_bar=False)
+            order = sorted(order, key=lambda i: -float(scores[i]))
+        ranks = [r for r, i in enumerate(order[:10], 1) if passages[i] == positive]
+        total += 1 / ranks[0] if ranks else 0.0
+    return round(total / max(1, len(mined.answerable)), 4)
 
 
 def _backend() -> str:
@@ -139,7 +177,9 @@ def _load(folder: Path) -> Any:
     return build_cross_encoder(str(folder), _backend(), MAX_LENGTH)
 
 
-def _card(model: Any, mined: Mined, result: TrainResult, minutes: float, layers: int) -> RerankerCard:
+def _card(
+    model: Any, mined: Mined, result: TrainResult, minutes: float, layers: int, mrr: dict[str, float]
+) -> RerankerCard:
     threshold, calibration = calibrate(model, mined.answerable, mined.unanswerable)
     return RerankerCard(
         base_model=BASE_MODEL,
@@ -159,6 +199,8 @@ def _card(model: Any, mined: Mined, result: TrainResult, minutes: float, layers:
             "groups": len(mined.held_out),
             "acc@1_before": round(result.initial_val_acc1, 3),
             "acc@1": round(result.best_val_acc1, 3),
+            "mrr@10_first_stage": mrr["first_stage"],
+            "mrr@10": mrr["new"],
             **calibration,
         },
     )

@@ -10,6 +10,7 @@ and the best checkpoint on held-out mined groups kept.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import time
@@ -24,7 +25,7 @@ from rag.embedder import cpu_has_native_bf16
 from rag.llm import LLMClient
 from rag.retrieval import Mode, Retriever
 from rag.store.payload import ChunkPayload
-from rag.text import matches_glob
+from rag.text import STOPWORDS, WORD, matches_glob
 
 log = logging.getLogger("rag.train")
 
@@ -36,7 +37,7 @@ class Group:
     query: str
     positive: str
     negatives: list[str]
-    origin: str  # "heading" or "llm"
+    origin: str  # "heading", "keywords" or "llm"
 
 
 def _chunks(collection: Collection, exclude: list[str]) -> list[ChunkPayload]:
@@ -57,6 +58,30 @@ def heading_queries(chunks: list[ChunkPayload]) -> list[tuple[str, ChunkPayload]
             seen.add(title.lower())
             out.append((title, chunk))
     return out
+
+
+KEYWORDS = 4  # terms in a keyword query
+
+
+def keyword_queries(
+    chunks: list[ChunkPayload], count: int, rng: random.Random
+) -> list[tuple[str, ChunkPayload]]:
+    """Keyword queries a user might type: a chunk's most salient terms (tf-idf over the collection's chunks) that
+    are not in its headings, so the query does not just name the section."""
+    words = [[w for w in WORD.findall(c.text.lower()) if _salient(w)] for c in chunks]
+    frequency: Counter[str] = Counter(w for ws in words for w in set(ws))
+    out = []
+    for i in rng.sample(range(len(chunks)), min(count, len(chunks))):
+        heading = set(WORD.findall((chunks[i].title or "").lower()))
+        weight = {w: n * math.log(len(chunks) / frequency[w]) for w, n in Counter(words[i]).items()}
+        terms = [w for w, _ in sorted(weight.items(), key=lambda kv: -kv[1]) if w not in heading][:KEYWORDS]
+        if len(terms) == KEYWORDS:
+            out.append((" ".join(terms), chunks[i]))
+    return out
+
+
+def _salient(word: str) -> bool:
+    return len(word) >= 4 and not word.isdigit() and word not in STOPWORDS
 
 
 def llm_queries(
@@ -101,12 +126,15 @@ def mine(
     max_groups: int | None = None,
     seed: int = 0,
     counts: Counter[str] | None = None,
+    keyword_count: int = 0,
 ) -> list[Group]:
     """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why."""
     rng = random.Random(seed)
     counts = Counter() if counts is None else counts
     chunks = _chunks(collection, exclude)
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
+    if keyword_count:
+        candidates += [(q, c, "keywords") for q, c in keyword_queries(chunks, keyword_count, rng)]
     if llm is not None and llm_count:
         asked = llm_queries(chunks, llm, llm_count, rng)
         counts["llm: no question in the reply"] += min(llm_count, len(chunks)) - len(asked)
@@ -219,6 +247,14 @@ def accuracy_at_1(model: Any, groups: list[Group]) -> float:
     return hits / len(groups)
 
 
+MIN_STEPS = 300  # a small collection is seen this many groups' worth (time allowing), not just three epochs
+
+
+def epochs_for(groups: int) -> int:
+    """Three passes over a large set; more over a small one, up to MIN_STEPS steps (the time budget still rules)."""
+    return max(3, min(100, -(-MIN_STEPS // max(1, groups))))
+
+
 def split_held_out(groups: list[Group], rng: random.Random) -> tuple[list[Group], list[Group]]:
     """(train, held out): a tenth held out from 20 groups up; below that both are all of them."""
     groups = groups[:]
@@ -235,7 +271,7 @@ def train(
     minutes: float,
     layers: int = 6,
     lr: float = 3e-5,
-    epochs: int = 3,
+    epochs: int | None = None,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
     val: list[Group] | None = None,
@@ -245,6 +281,7 @@ def train(
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    epochs = epochs or epochs_for(len(groups))
     if val is None:
         train_groups, val = split_held_out(groups, rng)
     else:

@@ -57,6 +57,7 @@ def train_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def train_and_report(settings: Settings, options: TrainOptions) -> None:
     """Mine, train, calibrate, and keep the better model; say what happened at each step."""
+    from rag.collection import Collection
     from rag.errors import RagError
     from rag.llm import open_llm
     from training.collection_reranker import mine_for_training, train_collection_reranker
@@ -65,15 +66,16 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
         raise RagError(f"--minutes must be positive, not {options.minutes}")
     print(f"mining training questions from collection {settings.collection!r}…", flush=True)
     llm = open_llm(settings) if options.llm_questions else None
-    mined = mine_for_training(
-        settings,
-        options.exclude,
-        options.negatives,
-        llm,
-        options.llm_questions,
-        options.max_groups,
-        keyword_questions=options.keyword_questions,
-    )
+    with Collection(settings) as collection:  # closed before training: chat and ingestion can go on
+        mined = mine_for_training(
+            collection,
+            options.exclude,
+            options.negatives,
+            llm,
+            options.llm_questions,
+            options.max_groups,
+            keyword_questions=options.keyword_questions,
+        )
     print(f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups")
     for reason, n in sorted(mined.counts.items()):
         print(f"  {reason}: {n}")
@@ -81,27 +83,7 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
         lambda on_step: train_collection_reranker(settings, mined, options.minutes, options.layers, on_step),
         options.minutes,
     )
-    result, card, mrr = outcome.result, outcome.card, outcome.mrr
-    print(
-        f"trained {result.steps} steps in {result.seconds:.0f} s; held-out acc@1 {result.initial_val_acc1:.3f} -> "
-        f"{result.best_val_acc1:.3f} ({len(mined.held_out)} groups); held-out MRR@10 over the hybrid candidates: "
-        + ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in mrr.items())
-    )
-    if not outcome.replaced:
-        now = (
-            f"the collection keeps its reranker in {outcome.folder}"
-            if card
-            else "the collection has no reranker"
-        )
-        print(f"not installed: {outcome.reason}; {now}")
-        return
-    assert card is not None
-    held = card.held_out
-    print(
-        f"reranker for collection {settings.collection!r} in {outcome.folder}; refusal threshold {card.threshold:.3f} "
-        f"(held-out questions answered {held.get('answered_rate', '?')}, off-topic refused "
-        f"{held.get('refusal_accuracy', '?')}); ask, chat, ui and eval use it from now on (--no-rerank: off)"
-    )
+    print(outcome.summary(settings.collection))
 
 
 def _with_progress(run: Any, minutes: float) -> Any:

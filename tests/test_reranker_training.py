@@ -111,7 +111,8 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     env = {**cli_env(data), "RAG_COLLECTION": "animals"}
     subprocess.run([RAG_BIN, "ingest", str(root)], env=env, check=True, capture_output=True)
     settings = Settings(data_dir=data, collection="animals")
-    mined = mine_for_training(settings, exclude=[], negatives=2)
+    with Collection(settings) as collection:
+        mined = mine_for_training(collection, exclude=[], negatives=2)
     # A first stage that ranks each answering passage last, so that a trained model can beat it.
     last_first = replace(mined, answerable=[(q, passages[::-1]) for q, passages in mined.answerable])
     outcome = train_collection_reranker(settings, last_first, minutes=0.5, layers=2)

@@ -66,6 +66,30 @@ class Outcome:
     result: TrainResult
     mrr: dict[str, float]  # held-out MRR@10 over the hybrid candidates: first stage, new model, current model
 
+    def summary(self, collection: str) -> str:
+        """What the run did and what the collection uses now, for the terminal and the UI."""
+        r = self.result
+        lines = [
+            f"trained {r.steps} steps in {r.seconds:.0f} s; held-out acc@1 {r.initial_val_acc1:.3f} -> "
+            f"{r.best_val_acc1:.3f} ({r.groups_val} groups); held-out MRR@10 over the hybrid candidates: "
+            + ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in self.mrr.items())
+        ]
+        if not self.replaced:
+            now = (
+                f"the collection keeps its reranker in {self.folder}"
+                if self.card
+                else "the collection has no reranker"
+            )
+            return "\n".join([*lines, f"not installed: {self.reason}; {now}"])
+        assert self.card is not None
+        held = self.card.held_out
+        lines.append(
+            f"reranker for collection {collection!r} in {self.folder}; refusal threshold {self.card.threshold:.3f} "
+            f"(held-out questions answered {held.get('answered_rate', '?')}, off-topic refused "
+            f"{held.get('refusal_accuracy', '?')}); ask, chat, ui and eval use it from now on (--no-rerank: off)"
+        )
+        return "\n".join(lines)
+
 
 def off_topic_questions() -> list[str]:
     lines = OFF_TOPIC.read_text().splitlines()
@@ -73,7 +97,7 @@ def off_topic_questions() -> list[str]:
 
 
 def mine_for_training(
-    settings: Settings,
+    collection: Collection,
     exclude: list[str],
     negatives: int = 4,
     llm: LLMClient | None = None,
@@ -82,24 +106,22 @@ def mine_for_training(
     seed: int = 0,
     keyword_questions: int = 0,
 ) -> Mined:
-    """Groups to train on and hold out, and the calibration candidates, read while the store is open (briefly:
-    training itself runs with the collection closed, so ingestion and chat are not locked out)."""
+    """Groups to train on and hold out, and the calibration candidates: all the store reads training needs, so
+    the caller can close the collection before training (ingestion and chat are not locked out for long)."""
     counts: Counter[str] = Counter()
-    with Collection(settings, create=False) as collection:
-        groups = mine(
-            collection, exclude, negatives, llm, llm_questions, max_groups, seed, counts, keyword_questions
-        )
-        if len(groups) < 2:
-            raise RagError("too few training groups mined: ingest more documents first")
-        train_groups, held_out = split_held_out(groups, random.Random(seed))
-        retriever = Retriever(collection.store, collection.embedder)
-        scored = held_out[:CALIBRATION_QUESTIONS]
-        answerable = [_candidates(retriever, g.query) for g in scored]
-        off_topic = [q for q in off_topic_questions() if _best_cosine(retriever, q) < ON_TOPIC_COSINE]
-        counts["off-topic questions left out as maybe answerable here"] = len(off_topic_questions()) - len(
-            off_topic
-        )
-        unanswerable = [_candidates(retriever, q) for q in off_topic]
+    groups = mine(
+        collection, exclude, negatives, llm, llm_questions, max_groups, seed, counts, keyword_questions
+    )
+    if len(groups) < 2:
+        raise RagError("too few training groups mined: ingest more documents first")
+    train_groups, held_out = split_held_out(groups, random.Random(seed))
+    retriever = Retriever(collection.store, collection.embedder)
+    scored = held_out[:CALIBRATION_QUESTIONS]
+    answerable = [_candidates(retriever, g.query) for g in scored]
+    everything = off_topic_questions()
+    off_topic = [q for q in everything if _best_cosine(retriever, q) < ON_TOPIC_COSINE]
+    counts["off-topic questions left out as maybe answerable here"] = len(everything) - len(off_topic)
+    unanswerable = [_candidates(retriever, q) for q in off_topic]
     positives = [g.positive for g in scored]
     return Mined(train_groups, held_out, answerable, positives, unanswerable, counts)
 

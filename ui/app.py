@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,6 +233,25 @@ class ChatApp:
             return gr.update(), f"⚠️ {exc}", name
         return self.collection_choices(created), f"Created collection {created!r}.", ""
 
+    def train_reranker(
+        self, collection: str, minutes: float, progress: gr.Progress = _PROGRESS
+    ) -> tuple[str, str]:
+        """Train the collection's reranker with a progress bar over the time budget; say what it did."""
+        budget = max(1.0, float(minutes) * 60)
+        started = time.monotonic()
+        progress(0.0, desc="Mining training questions")
+
+        def on_step(step: int, loss: float) -> None:
+            elapsed = time.monotonic() - started
+            progress(min(1.0, elapsed / budget), desc=f"Training: step {step}, loss {loss:.3f}")
+
+        try:
+            outcome = self.service.train_reranker(collection, float(minutes), on_step)
+            message = outcome.summary(collection).replace("\n", "\n\n")
+        except RagError as exc:
+            message = f"⚠️ {exc}"
+        return message, self._status_md(collection)
+
     def _status_md(self, collection: str) -> str:
         status = self.service.status(collection)
         return "\n".join(f"- **{k}**: {v}" for k, v in status.items())
@@ -308,6 +328,12 @@ class ChatApp:
                     elem_id="answer-mode",
                 )
                 status = gr.Markdown(self._status_md(self.settings.collection))
+                with gr.Row():
+                    train_minutes = gr.Slider(
+                        0.05, 60, value=10, step=0.05, label="Training time budget (minutes)", scale=3
+                    )
+                    train_button = gr.Button("Train reranker", elem_id="train-reranker", scale=1)
+                train_message = gr.Markdown(elem_id="train-message")
 
             chat_inputs = [box, chatbot, collection, top_k, rerank, mode]
             chat_outputs = [chatbot, box, sources]
@@ -333,6 +359,13 @@ class ChatApp:
                 [new_name],
                 [collection, collection_message, new_name],
                 api_name="create_collection",
+                concurrency_limit=1,
+            )
+            train_button.click(
+                self.train_reranker,
+                [collection, train_minutes],
+                [train_message, status],
+                api_name="train_reranker",
                 concurrency_limit=1,
             )
             refresh_button.click(self.refresh, [collection], [*doc_outputs, status], api_name="documents")

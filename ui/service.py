@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.rerank import describe_reranker
 from rag.store import check_collection_name, list_collections
+from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RagService:
         self._lock = threading.Lock()
         self._chat_lock = threading.Lock()
         self._ingest_locks: dict[str, threading.Lock] = {}
+        self._train_locks: dict[str, threading.Lock] = {}
 
     def collection(self, name: str, create: bool = False) -> Collection:
         """The named collection, opened on first use; a missing one raises unless create, a held store too."""
@@ -78,6 +80,26 @@ class RagService:
             raise RagError(f"collection {name!r} already exists")
         self.collection(name, create=True).ensure_created()
         return name
+
+    def train_reranker(
+        self, collection: str, minutes: float, on_step: Callable[[int, float], None] | None = None
+    ) -> Outcome:
+        """Train the collection's reranker in this process (the store is read while mining only); once installed,
+        the next question loads it."""
+        opened = self.collection(collection)
+        lock = self._train_locks.setdefault(collection, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RagError("a reranker for this collection is already being trained; wait for it to finish")
+        try:
+            mined = mine_for_training(opened, exclude=[])
+            settings = self.settings.model_copy(update={"collection": collection})
+            outcome = train_collection_reranker(settings, mined, minutes, on_step=on_step)
+        finally:
+            lock.release()
+        if outcome.replaced:
+            with self._chat_lock:
+                self._chats.pop(collection, None)
+        return outcome
 
     def close(self) -> None:
         with self._lock:

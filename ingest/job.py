@@ -208,8 +208,10 @@ class IngestJob:
         self, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
     ) -> None:
         present = {f.source for f in found}
+        # A folder that could not be read hides its files: they are unknown, not removed.
+        unreadable = [f.source for f in found if f.error]
         for source, record in records.items():
-            if source not in present:
+            if source not in present and not _inside_any(source, unreadable):
                 self.store.delete_document(record["doc_id"])
                 summary.deleted += 1
 
@@ -416,6 +418,10 @@ class _Writer:
             "content_hash": doc.content_hash,
             "ingested_at": self.started[doc.doc_id],
         }
+
+
+def _inside_any(source: str, folders: list[str]) -> bool:
+    return any(folder == "." or source.startswith(folder + "/") for folder in folders)
 
 
 def ingest_folder(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -162,6 +163,32 @@ def test_cli_exit_codes_and_unreadable_file(tmp_path: Path) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "added 1" in result.stdout
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_an_unreadable_subfolder_keeps_its_documents(tmp_path: Path) -> None:
+    """A folder that cannot be read is a failure to report, never a removal of what was ingested from it."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="rag-perm-"))  # under /tmp: reachable by the unprivileged user
+    tmp_path.chmod(0o777)
+    sub = tmp_path / "corpus" / "sub"
+    sub.mkdir(parents=True)
+    (sub / "one.txt").write_text("Alpacas hum when they are content.\n")
+    (sub / "two.txt").write_text("Llamas spit when they are annoyed.\n")
+    command = [RAG_BIN, "ingest", str(tmp_path / "corpus"), "--no-progress"]
+    if os.geteuid() == 0:  # root reads anything: drop to nobody so the permission check is real
+        for path in (tmp_path, *tmp_path.rglob("*")):
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    env = cli_env(tmp_path / "data") | {"HOME": str(tmp_path)}
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "added 2" in first.stdout, first.stdout + first.stderr
+    sub.chmod(0o000)
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    sub.chmod(0o777)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "FAILED  sub: permission denied" in again.stdout and "deleted 0," in again.stdout, again.stdout
+    docs = subprocess.run([RAG_BIN, "docs", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert sorted(d["source"] for d in json.loads(docs.stdout)) == ["sub/one.txt", "sub/two.txt"]
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -64,9 +64,8 @@ def _docs_table(docs: list[dict[str, Any]]) -> str:
     lines = [f"{'source':<{width}}  {'type':<5} {'chunks':>6} {'pages':>5}  ingested"]
     for d in docs:
         pages = d["pages"] if d["pages"] else "-"
-        lines.append(
-            f"{d['source']:<{width}}  {d['file_type']:<5} {d['chunks']:>6} {pages:>5}  {d['ingested_at']}"
-        )
+        when = "incomplete: interrupted, re-run rag ingest" if d.get("incomplete") else d["ingested_at"]
+        lines.append(f"{d['source']:<{width}}  {d['file_type']:<5} {d['chunks']:>6} {pages:>5}  {when}")
     lines.append(f"{len(docs)} documents, {sum(d['chunks'] for d in docs)} chunks")
     return "\n".join(lines)
 

@@ -357,10 +357,13 @@ class _Writer:
 
     def _write(self, part: _Part, vectors: Any) -> None:
         doc = part.doc
-        if doc.doc_id not in self.started:
+        base_needed = doc.doc_id not in self.started
+        if base_needed:
             self.store.delete_document(doc.doc_id)
             self.started[doc.doc_id] = datetime.now(UTC).isoformat(timespec="seconds")
         base = self._base_payload(doc)
+        if base_needed:
+            self._write_provisional_record(doc, base)
         points = []
         for i, (chunk, vector) in enumerate(zip(part.chunks, vectors, strict=True)):
             payload = ChunkPayload(
@@ -384,6 +387,12 @@ class _Writer:
         self.summary.chunks += len(points)
         if part.final:
             self._write_record(part, base)
+
+    def _write_provisional_record(self, doc: _Doc, base: dict[str, Any]) -> None:
+        """A record before the first chunk, so a run stopped before the real one leaves no orphan chunks: the next
+        run finds it unchanged in nothing (no size, no hash) and re-ingests the file, or deletes it if it is gone."""
+        record = {**base, "kind": KIND_DOC, "size": -1, "mtime_ns": -1, "content_hash": "", "chunks": 0}
+        self.store.upsert([PointData(id=doc.doc_id, payload={**record, "incomplete": True})])
 
     def _write_record(self, part: _Part, base: dict[str, Any]) -> None:
         doc = part.doc

@@ -45,7 +45,9 @@ class Collection:
 
     def documents(self) -> list[dict[str, Any]]:
         records = self.store.document_records()
-        docs = [{k: r.get(k) for k in DOC_FIELDS} for r in records]
+        docs = [
+            {**{k: r.get(k) for k in DOC_FIELDS}, "incomplete": bool(r.get("incomplete"))} for r in records
+        ]
         return sorted(docs, key=lambda d: (d["root"] or "", d["source"] or ""))
 
     def delete_document(self, doc_id: str) -> dict[str, Any]:

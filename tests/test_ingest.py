@@ -192,6 +192,31 @@ def test_an_unreadable_subfolder_keeps_its_documents(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def test_a_first_ingest_stopped_before_its_record_leaves_no_orphan_chunks(
+    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after a file's chunks were written but before its record: the next run reconciles them."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "keep.md").write_text("# Keep\n\nAlpacas hum when they are content.\n")
+    (root / "big.txt").write_text("\n\n".join(f"Paragraph {i} about quokka habits. " * 20 for i in range(10)))
+
+    def stopped(self: object, part: object, base: object) -> None:
+        raise KeyboardInterrupt  # what SIGTERM does at that moment
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest.job._Writer, "_write_record", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_ingest(settings, root)
+    interrupted = snapshot(settings)
+    assert interrupted["total"] > 0  # chunks were written
+    (root / "big.txt").unlink()
+    summary = run_ingest(settings, root)
+    after = snapshot(settings)
+    assert summary.deleted == 1 and "big.txt" not in after["docs"], summary.render()
+    assert {c[0] for c in after["chunks"]} == {"keep.md"} and after["total"] == len(after["chunks"])
+
+
 def test_streamed_file_is_written_in_parts(
     tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

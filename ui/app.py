@@ -212,7 +212,13 @@ class ChatApp:
         except RagError as exc:  # e.g. the embedded store is held by a running `rag ingest`
             return [], gr.update(choices=[], value=None), f"⚠️ {exc}"
         rows = [
-            [d.get("source"), d.get("file_type"), d.get("chunks"), d.get("pages") or "", d.get("ingested_at")]
+            [
+                d.get("source"),
+                d.get("file_type"),
+                d.get("chunks"),
+                d.get("pages") or "",
+                "incomplete: interrupted, ingest again" if d.get("incomplete") else d.get("ingested_at"),
+            ]
             for d in docs
         ]
         choices = [(str(d.get("source")), str(d.get("doc_id"))) for d in docs]

@@ -31,10 +31,11 @@ class Passage:
         chunk = self.hit.chunk
         where = chunk.source + (f", page {chunk.page}" if chunk.page else "")
         head = f"[{self.n}] ({where})" + (f" {chunk.title}" if chunk.title else "")
-        return f"{head}\n{_defang(chunk.text)}"
+        return defang(f"{head}\n{chunk.text}")  # a path or a heading is the document's text too
 
 
-# Small models copy form better than they follow rules: one refusal and one cited answer, shown as earlier turns.
+# Small models copy form better than they follow rules: a cited answer, shown as an earlier turn. (A refusal
+# example made SmolLM2 refuse answerable questions: README, "Answer modes".)
 FEW_SHOT = [
     {
         "role": "user",
@@ -71,9 +72,13 @@ class Prompt:
         return replace(self, passages=kept, few_shot=True, tokens=self.tokens - cost + FEW_SHOT_TOKENS)
 
 
-def _defang(text: str) -> str:
-    """A passage must not be able to close the context block and speak as the user."""
-    return re.sub(r"</?\s*context\s*>", "[context tag removed]", text, flags=re.IGNORECASE)
+_CONTEXT_TAG = re.compile(r"<\s*/?\s*context\b[^>]*>?", re.IGNORECASE)
+
+
+def defang(text: str) -> str:
+    """Anything from a document (text, title, path) must not be able to open or close the context block and
+    speak as the user: every context tag, with attributes or unclosed, is replaced."""
+    return _CONTEXT_TAG.sub("[context tag removed]", text)
 
 
 def build_prompt(question: str, hits: list[Hit], context_tokens: int, answer_tokens: int) -> Prompt:

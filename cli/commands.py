@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
 from rag.config import Settings
 
@@ -25,7 +26,9 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then train the collection's reranker (see train-reranker)",
     )
-    p.add_argument("--minutes", type=float, default=15.0, help="with --train-reranker: training time budget")
+    p.add_argument(
+        "--minutes", type=positive, default=15.0, help="with --train-reranker: training time budget"
+    )
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -83,8 +86,8 @@ def _answer_args(p: argparse.ArgumentParser) -> None:
         help="evidence: the documents' own sentences, cited (no LLM); generate: the LLM's answer; both "
         "(RAG_ANSWER_MODE)",
     )
-    p.add_argument("--top-k", type=int, help="candidates from hybrid search (default 30)")
-    p.add_argument("--top-n", type=int, help="passages kept after reranking (default 5)")
+    p.add_argument("--top-k", type=whole(1, 1000), help="candidates from hybrid search (default 30)")
+    p.add_argument("--top-n", type=whole(1, 100), help="passages kept after reranking (default 5)")
     p.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder, keep the fused order")
     p.add_argument("--path", help="only documents under this relative folder or file")
     p.add_argument(
@@ -238,7 +241,7 @@ def _ui_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
     )
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=whole(1, 65535), default=7860)
 
 
 def _ui(args: argparse.Namespace, settings: Settings) -> int:
@@ -255,7 +258,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], help="with --docs: glob of paths to leave out")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
     p.add_argument("--no-llm", action="store_true", help="retrieval metrics only")
-    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--limit", type=whole(1), help="only the first N questions")
     p.add_argument("--judge-url", help="OpenAI-compatible endpoint of an LLM judge (off by default)")
     p.add_argument("--judge-model", help="the judge's model name")
 

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cli.numbers import positive, whole
 from rag.config import Settings
 
 
@@ -23,22 +24,26 @@ class TrainOptions:
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--minutes", type=float, default=15.0, help="training time budget")
+    p.add_argument("--minutes", type=positive, default=15.0, help="training time budget")
     p.add_argument(
         "--exclude", action="append", default=[], help="glob of sources never to train on (eval pages)"
     )
-    p.add_argument("--negatives", type=int, default=4)
+    p.add_argument("--negatives", type=whole(1, 30), default=4)
     p.add_argument(
-        "--llm-questions", type=int, default=0, help="also ask the LLM for N questions from chunks"
+        "--llm-questions", type=whole(0), default=0, help="also ask the LLM for N questions from chunks"
     )
     p.add_argument(
         "--keyword-questions",
-        type=int,
+        type=whole(0),
         default=0,
         help="also N keyword queries from chunks' salient terms not in their headings",
     )
-    p.add_argument("--max-groups", type=int, help="stop mining after N (query, positive, negatives) groups")
-    p.add_argument("--layers", type=int, default=6, help="keep the first N MiniLM layers (fewer: faster)")
+    p.add_argument(
+        "--max-groups", type=whole(2), help="stop mining after N (query, positive, negatives) groups"
+    )
+    p.add_argument(
+        "--layers", type=whole(1, 6), default=6, help="keep the first N MiniLM layers (fewer: faster)"
+    )
 
 
 def train_command(args: argparse.Namespace, settings: Settings) -> int:

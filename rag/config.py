@@ -7,13 +7,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from rag.errors import RagError
 
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 
@@ -59,8 +61,8 @@ class Settings(BaseSettings):
     )  # glob patterns on paths relative to the root  # non-text formats are parsed whole; larger ones are refused
 
     # Chat pipeline (later issues read these).
-    top_k: int = 30
-    top_n: int = 5
+    top_k: int = Field(default=30, ge=1, le=1000)
+    top_n: int = Field(default=5, ge=1, le=100)
     rerank_model: str | None = None
     rerank_max_length: int = 256
     rerank_backend: str = "torch"  # torch or torch-bf16 (see benchmarks/rerank_bench.py)
@@ -118,5 +120,16 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     token = _CONFIG_FILE.set(config)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise RagError(_settings_error(exc)) from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def _settings_error(exc: ValidationError) -> str:
+    """One line naming each bad setting as a user sets it (RAG_TOP_K), what it must be, and what it got."""
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        problems.append(f"RAG_{name.upper()}={error.get('input')!r}: {error['msg'].lower()}")
+    return "bad setting: " + "; ".join(problems)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from rag.collection import Collection
 from rag.config import Settings
+from rag.errors import RagError
 from rag.rerank import Reranker, RerankStatus, reranker_from_settings
 from rag.retrieval import Mode, Retriever
 from rag.store import Hit, SearchFilter
@@ -56,6 +57,9 @@ class Searcher:
         rerank: bool = True,
         flt: SearchFilter | None = None,
     ) -> Ranking:
+        for name, value in (("top_k", top_k), ("top_n", top_n)):
+            if value is not None and value < 1:
+                raise RagError(f"{name} must be at least 1, not {value}")
         top_k, top_n = top_k or self.settings.top_k, top_n or self.settings.top_n
         retrieved = self.retriever.retrieve(query, top_k, mode, flt)
         candidates = [_copy(h) for h in retrieved.hits]

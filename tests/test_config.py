@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from rag.config import load_settings
+from tests.conftest import RAG_BIN, cli_env
 
 
 def test_config_file_is_read_without_leaking_into_the_environment(tmp_path: Path) -> None:
@@ -32,3 +34,30 @@ def test_environment_beats_the_file_and_flags_beat_both(
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a file"):
         load_settings(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["ask", "--top-k", "-5", "q"],
+            {},
+            "argument --top-k: -5 is out of range: it must be from 1 to 1000",
+        ),
+        (["ask", "--top-n", "0", "q"], {}, "argument --top-n: 0 is out of range: it must be from 1 to 100"),
+        (["ask", "--top-k", "many", "q"], {}, "argument --top-k: 'many' is not a whole number"),
+        (["train-reranker", "--minutes", "0"], {}, "argument --minutes: 0 must be above 0"),
+        (["ui", "--port", "70000"], {}, "argument --port: 70000 is out of range"),
+        (
+            ["ask", "q"],
+            {"RAG_TOP_K": "0"},
+            "bad setting: RAG_TOP_K='0': input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_numbers_are_one_line_errors_at_the_edge(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run([RAG_BIN, *args], env=cli_env(tmp_path) | env, capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "collections").exists()

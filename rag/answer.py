@@ -27,6 +27,7 @@ from rag.tokens import count
 log = logging.getLogger("rag.answer")
 
 SNIPPET_CHARS = 300
+MAX_QUESTION_SHARE = 0.25  # of the LLM's window: the passages need the rest
 
 SUMMARY_LABEL = "**The model's summary** (it may be wrong; the quotes above are the documents' own words): "
 
@@ -149,6 +150,7 @@ class ChatPipeline:
         """What it is doing, the answer's tokens as they come, then the finished Answer."""
         started = time.perf_counter()
         question = question.strip()
+        self._check_length(question)
         if history and self.llm is not None:
             yield Status("rewriting the follow-up question…")
         standalone = self.condense(question, history or [])
@@ -235,6 +237,18 @@ class ChatPipeline:
         rewritten = self.llm.complete(messages, max_tokens=64).strip().strip('"').splitlines()
         candidate = rewritten[0].strip() if rewritten else ""
         return candidate if plausible_rewrite(candidate, question) else fallback
+
+    def _check_length(self, question: str) -> None:
+        """A question that would crowd every passage out of the model's window is refused before any work."""
+        if not question:
+            raise RagError("the question is empty")
+        limit = int(self.settings.llm_context_tokens * MAX_QUESTION_SHARE)
+        tokens = count(question)
+        if tokens > limit:
+            raise RagError(
+                f"the question is {tokens:,} tokens long; at most {limit:,} fit beside the passages "
+                f"(a quarter of RAG_LLM_CONTEXT_TOKENS={self.settings.llm_context_tokens}): shorten it"
+            )
 
     def _prompt(self, query: str, ranking: Ranking) -> Prompt | None:
         """The prompt over the relevant passages, or None: nothing is relevant enough, refuse."""

@@ -220,3 +220,16 @@ def test_titles_paths_and_tag_variants_cannot_close_the_context_block() -> None:
     assert Passage(1, prompt.passages[0].hit).render().count("[context tag removed]") == 5
     assert user.count("<context>") == 1 and user.count("</context>") == 1 and "context attr" not in user
     assert user.index("<context>") < user.index("Alpacas hum") < user.index("</context>")
+
+
+def test_an_oversized_question_is_refused_with_a_reason_before_the_model_is_asked(
+    chat: ChatPipeline, llm: FakeLLM
+) -> None:
+    llm.script("anything")
+    with pytest.raises(
+        RagError, match=r"the question is [\d,]+ tokens long; at most 1,024 fit .* shorten it"
+    ):
+        chat.ask("What do alpacas eat? " * 3000)
+    assert llm.requests == []
+    with pytest.raises(RagError, match="the question is empty"):
+        chat.ask("   ")

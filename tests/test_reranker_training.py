@@ -114,7 +114,11 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     with Collection(settings) as collection:
         mined = mine_for_training(collection, exclude=[], negatives=2)
     # A first stage that ranks each answering passage last, so that a trained model can beat it.
-    last_first = replace(mined, answerable=[(q, passages[::-1]) for q, passages in mined.answerable])
+    last_first = replace(
+        mined,
+        answerable=[(q, passages[::-1]) for q, passages in mined.answerable],
+        candidate_docs=[docs[::-1] for docs in mined.candidate_docs],
+    )
     outcome = train_collection_reranker(settings, last_first, minutes=0.5, layers=2)
     assert outcome.replaced, outcome
     folder = collection_reranker_dir(settings)

@@ -52,7 +52,8 @@ class Mined:
     train: list[Group]
     held_out: list[Group]
     answerable: list[Pool]  # held-out questions and their candidates
-    positives: list[str]  # the passage that answers each of them (in answerable's order)
+    candidate_docs: list[list[str]]  # the document of each candidate, in answerable's order
+    answer_docs: list[str]  # the document that answers each held-out question
     unanswerable: list[Pool]  # off-topic questions and their candidates
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -117,13 +118,17 @@ def mine_for_training(
     train_groups, held_out = split_held_out(groups, random.Random(seed))
     retriever = Retriever(collection.store, collection.embedder)
     scored = held_out[:CALIBRATION_QUESTIONS]
-    answerable = [_candidates(retriever, g.query) for g in scored]
+    hits = [retriever.retrieve(g.query, CANDIDATES, Mode.HYBRID).hits for g in scored]
+    answerable = [
+        (g.query, [h.chunk.passage() for h in found]) for g, found in zip(scored, hits, strict=True)
+    ]
+    candidate_docs = [[h.chunk.doc_id for h in found] for found in hits]
     everything = off_topic_questions()
     off_topic = [q for q in everything if _best_cosine(retriever, q) < ON_TOPIC_COSINE]
     counts["off-topic questions left out as maybe answerable here"] = len(everything) - len(off_topic)
     unanswerable = [_candidates(retriever, q) for q in off_topic]
-    positives = [g.positive for g in scored]
-    return Mined(train_groups, held_out, answerable, positives, unanswerable, counts)
+    answer_docs = [g.doc_id for g in scored]
+    return Mined(train_groups, held_out, answerable, candidate_docs, answer_docs, unanswerable, counts)
 
 
 def _candidates(retriever: Retriever, query: str) -> Pool:
@@ -154,13 +159,16 @@ def train_collection_reranker(
     mrr = {"first_stage": held_out_mrr(mined, None), "new": held_out_mrr(mined, model)}
     if previous is not None:
         mrr["current"] = held_out_mrr(mined, _load(folder))
-    verdict = _verdict(mrr)
-    if verdict is not None:
-        log.info("the new reranker was not installed: %s", verdict)
-        shutil.rmtree(fresh)
-        return Outcome(previous, folder, False, verdict, result, mrr)
     card = _card(model, mined, result, minutes, layers, mrr)
     card.save(fresh)
+    verdict = _verdict(mrr)
+    if verdict is not None:
+        # Kept aside, not thrown away: training took minutes, and a user may measure it on their own questions.
+        rejected = folder.with_name(folder.name + ".rejected")
+        _swap(fresh, rejected)
+        reason = f"{verdict}; it is kept in {rejected} (RAG_RERANK_MODEL={rejected} rag eval ... measures it)"
+        log.info("the new reranker was not installed: %s", reason)
+        return Outcome(previous, folder, False, reason, result, mrr)
     _swap(fresh, folder)
     return Outcome(card, folder, True, "it ranks the held-out questions best", result, mrr)
 
@@ -178,15 +186,16 @@ def _verdict(mrr: dict[str, float]) -> str | None:
 
 
 def held_out_mrr(mined: Mined, model: Any | None) -> float:
-    """MRR@10 of each held-out question's answering passage among its hybrid candidates, reranked by the model
-    (None: in the first stage's order)."""
+    """Document MRR@10 of the held-out questions over their hybrid candidates, reranked by the model (None: in the
+    first stage's order), as `rag eval` scores retrieval: any passage of the answering document counts."""
     total = 0.0
-    for (query, passages), positive in zip(mined.answerable, mined.positives, strict=True):
+    pools = zip(mined.answerable, mined.candidate_docs, mined.answer_docs, strict=True)
+    for (query, passages), docs, answer in pools:
         order = list(range(len(passages)))
         if model is not None and passages:
             scores = model.predict([(query, p) for p in passages], show_progress_bar=False)
             order = sorted(order, key=lambda i: -float(scores[i]))
-        ranks = [r for r, i in enumerate(order[:10], 1) if passages[i] == positive]
+        ranks = [rank for rank, i in enumerate(order[:10], 1) if docs[i] == answer]
         total += 1 / ranks[0] if ranks else 0.0
     return round(total / max(1, len(mined.answerable)), 4)
 

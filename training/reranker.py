@@ -38,6 +38,7 @@ class Group:
     positive: str
     negatives: list[str]
     origin: str  # "heading", "keywords" or "llm"
+    doc_id: str = ""  # the positive's document
 
 
 def _chunks(collection: Collection, exclude: list[str]) -> list[ChunkPayload]:
@@ -170,7 +171,7 @@ def _group(
     ]
     if len(others) < negatives:
         return "too few negatives"
-    return Group(query, chunk.passage(), others[:negatives], origin)
+    return Group(query, chunk.passage(), others[:negatives], origin, chunk.doc_id)
 
 
 # ---------------------------------------------------------------------------------------------------- training

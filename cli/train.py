@@ -63,12 +63,9 @@ def train_command(args: argparse.Namespace, settings: Settings) -> int:
 def train_and_report(settings: Settings, options: TrainOptions) -> None:
     """Mine, train, calibrate, and keep the better model; say what happened at each step."""
     from rag.collection import Collection
-    from rag.errors import RagError
     from rag.llm import open_llm
     from training.collection_reranker import mine_for_training, train_collection_reranker
 
-    if options.minutes <= 0:
-        raise RagError(f"--minutes must be positive, not {options.minutes}")
     print(f"mining training questions from collection {settings.collection!r}…", flush=True)
     llm = open_llm(settings) if options.llm_questions else None
     with Collection(settings) as collection:  # closed before training: chat and ingestion can go on
@@ -92,18 +89,24 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
 
 
 def _with_progress(run: Any, minutes: float) -> Any:
-    """A progress bar over the time budget (on a terminal), the running loss beside it."""
+    """A progress bar over the time budget on a terminal, the running loss beside it; elsewhere (a log) a line a
+    minute."""
     from tqdm import tqdm
 
     budget = int(minutes * 60)
-    bar = tqdm(total=budget, unit="s", disable=not sys.stderr.isatty(), dynamic_ncols=True, desc="training")
-    started, loss_avg = time.monotonic(), 0.0
+    terminal = sys.stderr.isatty()
+    bar = tqdm(total=budget, unit="s", disable=not terminal, dynamic_ncols=True, desc="training")
+    started, loss_avg, next_line = time.monotonic(), 0.0, 60.0
 
     def on_step(step: int, loss: float) -> None:
-        nonlocal loss_avg
+        nonlocal loss_avg, next_line
         loss_avg = loss if step == 1 else 0.98 * loss_avg + 0.02 * loss
-        bar.n = min(budget, int(time.monotonic() - started))
+        elapsed = time.monotonic() - started
+        bar.n = min(budget, int(elapsed))
         bar.set_postfix(steps=step, loss=f"{loss_avg:.3f}", refresh=True)
+        if not terminal and elapsed >= next_line:
+            print(f"training: {elapsed:.0f} of {budget} s, step {step}, loss {loss_avg:.3f}", flush=True)
+            next_line += 60
 
     try:
         return run(on_step)

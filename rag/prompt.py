@@ -72,7 +72,9 @@ class Prompt:
         return replace(self, passages=kept, few_shot=True, tokens=self.tokens - cost + FEW_SHOT_TOKENS)
 
 
-_CONTEXT_TAG = re.compile(r"<\s*/?\s*context\b[^>]*>?", re.IGNORECASE)
+# Attributes run to the tag's end on the same line, at most 100 characters: an unclosed "<context" must not eat
+# the passage after it.
+_CONTEXT_TAG = re.compile(r"<\s*/?\s*context\b[^>\n]{0,100}>?", re.IGNORECASE)
 
 
 def defang(text: str) -> str:

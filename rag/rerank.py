@@ -126,15 +126,11 @@ def reranker_from_settings(
     card = RerankerCard.load(folder)
     if card is None:
         return load_reranker(None)
-    explicit = "rerank_threshold" in settings.model_fields_set
-    threshold = settings.rerank_threshold if explicit else card.threshold
+    threshold = _threshold(settings, card)
     reranker, status = load_reranker(
         str(folder), card.max_length, settings.rerank_batch_size, card.backend, threshold, card.trained_at
     )
-    origin = (
-        f"trained for collection {settings.collection!r} {card.trained_at[:10]}, threshold {threshold:.3f}"
-    )
-    return reranker, replace(status, origin=origin)
+    return reranker, replace(status, origin=_origin(name, card, threshold))
 
 
 @lru_cache(maxsize=4)

@@ -12,6 +12,7 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
 from rag.reranker_card import RerankerCard, collection_reranker_dir
+from rag.search import Searcher
 from tests.conftest import RAG_BIN, cli_env
 from tests.docs_factory import make_corpus
 from tests.test_ingest import run_ingest
@@ -86,9 +87,7 @@ def test_a_reranker_that_ranks_worse_than_the_first_stage_is_not_installed(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     """On a corpus this small the first stage already ranks every held-out question's passage first."""
-    data, root = tmp_path / "data", _corpus(tmp_path / "corpus")
-    env = {**cli_env(data), "RAG_COLLECTION": "animals"}
-    subprocess.run([RAG_BIN, "ingest", str(root)], env=env, check=True, capture_output=True)
+    data, env = _ingested_animals(tmp_path)
     trained = subprocess.run(
         [RAG_BIN, "train-reranker", "--minutes", "0.05", "--layers", "2"],
         env=env,
@@ -101,15 +100,26 @@ def test_a_reranker_that_ranks_worse_than_the_first_stage_is_not_installed(
     assert "the collection has no reranker" in trained.stdout
     folder = collection_reranker_dir(Settings(data_dir=data, collection="animals"))
     assert not folder.exists() and not folder.with_name("reranker.new").exists()
+    assert (
+        RerankerCard.load(folder.with_name("reranker.rejected")) is not None
+    )  # kept aside, to measure by hand
+
+
+def _ingested_animals(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The test corpus ingested by the CLI into collection 'animals': the data folder and the CLI's environment."""
+    data = tmp_path / "data"
+    env = {**cli_env(data), "RAG_COLLECTION": "animals"}
+    subprocess.run(
+        [RAG_BIN, "ingest", str(_corpus(tmp_path / "corpus"))], env=env, check=True, capture_output=True
+    )
+    return data, env
 
 
 def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     """Installed beside the collection with its card; `rag ask` reranks with it and no setting."""
-    data, root = tmp_path / "data", _corpus(tmp_path / "corpus")
-    env = {**cli_env(data), "RAG_COLLECTION": "animals"}
-    subprocess.run([RAG_BIN, "ingest", str(root)], env=env, check=True, capture_output=True)
+    data, env = _ingested_animals(tmp_path)
     settings = Settings(data_dir=data, collection="animals")
     with Collection(settings) as collection:
         mined = mine_for_training(collection, exclude=[], negatives=2)
@@ -142,6 +152,10 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     )
     docs = subprocess.run([RAG_BIN, "docs"], env=env, capture_output=True, text=True)
     assert f"reranker: {reranker}" in docs.stdout
+    # Opened by name from settings whose own collection is another (as the UI does): its reranker, its name.
+    with Collection(Settings(data_dir=data), "animals") as by_name:
+        searcher = Searcher.for_collection(by_name)
+        assert searcher.reranker_label(True) == reranker and searcher.threshold(True) == card.threshold
 
     # A retrain that learns the opposite ranking ranks the same held-out questions worse: the card stays.
     backwards = [

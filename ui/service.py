@@ -86,6 +86,8 @@ class RagService:
     ) -> Outcome:
         """Train the collection's reranker in this process (the store is read while mining only); once installed,
         the next question loads it."""
+        if not minutes > 0:
+            raise RagError(f"the training time budget must be above 0 minutes, not {minutes}")
         opened = self.collection(collection)
         lock = self._train_locks.setdefault(collection, threading.Lock())
         if not lock.acquire(blocking=False):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,25 @@ def sniff_encoding(head: bytes) -> str:
     """
     if b"\x00" in head[:8192] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise LoadError("binary content (NUL bytes), not text")
+    encoding = _guess_encoding(head)
+    share = _control_share(head.decode(encoding, errors="replace"))
+    if share > MAX_CONTROL_SHARE:
+        raise LoadError(f"binary content ({share:.0%} control or undecodable characters), not text")
+    return encoding
+
+
+MAX_CONTROL_SHARE = 0.05  # text has next to none; bytes read as Windows-1252 or Latin-1 have 10-25%
+
+
+def _control_share(text: str) -> float:
+    """The share of characters no text is made of: control characters other than whitespace, and U+FFFD."""
+    odd = sum(
+        1 for ch in text if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
+    )
+    return odd / max(1, len(text))
+
+
+def _guess_encoding(head: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):

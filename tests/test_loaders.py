@@ -153,3 +153,17 @@ def test_html_titles_from_head_and_headings_with_breaks(tmp_path: Path) -> None:
     untitled = tmp_path / "b.html"
     untitled.write_text("<html><body><svg><title>icon</title></svg><p>text</p></body></html>")
     assert [s.title for s in load_html(untitled)] == [None]
+
+
+def test_binary_without_nul_bytes_named_md_is_rejected(tmp_path: Path) -> None:
+    """Random bytes with every NUL removed once became 167 garbage chunks."""
+    import random
+
+    blob = bytes(b for b in random.Random(7).randbytes(20000) if b)
+    path = tmp_path / "notes.md"
+    path.write_bytes(blob)
+    with pytest.raises(LoadError, match=r"binary content \(\d+% control or undecodable characters\)"):
+        list(load_text(path, headings="markdown"))
+    text = tmp_path / "fine.md"
+    text.write_text("# Title\n\nTabs\there, form feeds \f and ANSI-free text stay text: naïve café.\n")
+    assert "naïve café" in "".join(s.text for s in load_text(text, headings="markdown"))

@@ -351,3 +351,20 @@ def test_each_document_records_when_it_was_written(
     record_times = {r["ingested_at"] for r in records}
     assert len(records) == 2 and len(record_times) == 2
     assert chunk_times == record_times  # a document's chunks carry its own time
+
+
+def test_a_file_name_with_a_newline_stays_on_its_row_of_the_docs_table(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    from cli.commands import _docs_table
+    from rag.collection import Collection
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "two\nlines.md").write_text("# Odd name\n\nAlpacas hum when they are content.\n")
+    (root / "plain.md").write_text("# Plain\n\nLlamas spit when they are annoyed.\n")
+    run_ingest(settings, root)
+    with Collection(settings) as collection:
+        table = _docs_table(collection.documents()).splitlines()
+    assert len(table) == 4, table  # header, two documents, total
+    assert any(line.startswith("two\\nlines.md ") for line in table), table

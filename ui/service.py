@@ -46,6 +46,7 @@ class RagService:
 
     def collection(self, name: str, create: bool = False) -> Collection:
         """The named collection, opened on first use; a missing one raises unless create, a held store too."""
+        check_collection_name(name)  # before anything is opened or created: "" is not "the default one"
         with self._lock:
             found = self._collections.get(name)
             if found is None:

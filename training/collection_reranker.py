@@ -27,6 +27,7 @@ from rag.llm import LLMClient
 from rag.rerank import build_cross_encoder
 from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.retrieval import Mode, Retriever
+from rag.store import Hit
 from training.reranker import Group, TrainResult, mine, split_held_out, train
 
 log = logging.getLogger("rag.train")
@@ -118,7 +119,7 @@ def mine_for_training(
     train_groups, held_out = split_held_out(groups, random.Random(seed))
     retriever = Retriever(collection.store, collection.embedder)
     scored = held_out[:CALIBRATION_QUESTIONS]
-    hits = [retriever.retrieve(g.query, CANDIDATES, Mode.HYBRID).hits for g in scored]
+    hits = [_candidates(retriever, g.query) for g in scored]
     answerable = [
         (g.query, [h.chunk.passage() for h in found]) for g, found in zip(scored, hits, strict=True)
     ]
@@ -126,13 +127,13 @@ def mine_for_training(
     everything = off_topic_questions()
     off_topic = [q for q in everything if _best_cosine(retriever, q) < ON_TOPIC_COSINE]
     counts["off-topic questions left out as maybe answerable here"] = len(everything) - len(off_topic)
-    unanswerable = [_candidates(retriever, q) for q in off_topic]
+    unanswerable = [(q, [h.chunk.passage() for h in _candidates(retriever, q)]) for q in off_topic]
     answer_docs = [g.doc_id for g in scored]
     return Mined(train_groups, held_out, answerable, candidate_docs, answer_docs, unanswerable, counts)
 
 
-def _candidates(retriever: Retriever, query: str) -> Pool:
-    return query, [h.chunk.passage() for h in retriever.retrieve(query, CANDIDATES, Mode.HYBRID).hits]
+def _candidates(retriever: Retriever, query: str) -> list[Hit]:
+    return retriever.retrieve(query, CANDIDATES, Mode.HYBRID).hits
 
 
 def _best_cosine(retriever: Retriever, query: str) -> float:
@@ -155,11 +156,15 @@ def train_collection_reranker(
     fresh.parent.mkdir(parents=True, exist_ok=True)
     result = train(mined.train, fresh, minutes, layers, on_step=on_step, val=mined.held_out)
     model = _load(fresh)
+    scores = pool_scores(model, mined.answerable)  # once: for the MRR and for the threshold
     previous = RerankerCard.load(folder)
-    mrr = {"first_stage": held_out_mrr(mined, None), "new": held_out_mrr(mined, model)}
+    mrr = {"first_stage": held_out_mrr(mined, None), "new": held_out_mrr(mined, scores)}
     if previous is not None:
-        mrr["current"] = held_out_mrr(mined, _load(folder))
-    card = _card(model, mined, result, minutes, layers, mrr)
+        mrr["current"] = held_out_mrr(mined, pool_scores(_load(folder), mined.answerable))
+    threshold, calibration = calibrate(
+        [max(s) for s in scores if s], [max(s) for s in pool_scores(model, mined.unanswerable) if s]
+    )
+    card = _card(threshold, calibration, mined, result, minutes, layers, mrr)
     card.save(fresh)
     verdict = _verdict(mrr)
     if verdict is not None:
@@ -185,17 +190,27 @@ def _verdict(mrr: dict[str, float]) -> str | None:
     return None
 
 
-def held_out_mrr(mined: Mined, model: Any | None) -> float:
-    """Document MRR@10 of the held-out questions over their hybrid candidates, reranked by the model (None: in the
-    first stage's order), as `rag eval` scores retrieval: any passage of the answering document counts."""
+def pool_scores(model: Any, pools: list[Pool]) -> list[list[float]]:
+    """The model's score of each candidate of each question."""
+    return [
+        [float(x) for x in model.predict([(q, p) for p in passages], show_progress_bar=False)]
+        if passages
+        else []
+        for q, passages in pools
+    ]
+
+
+def held_out_mrr(mined: Mined, scores: list[list[float]] | None) -> float:
+    """Document MRR@10 of the held-out questions over their hybrid candidates, reranked by a model's scores of them
+    (pool_scores; None: in the first stage's order), as `rag eval` scores retrieval: any passage of the answering
+    document counts."""
     total = 0.0
     pools = zip(mined.answerable, mined.candidate_docs, mined.answer_docs, strict=True)
-    for (query, passages), docs, answer in pools:
+    for i, ((_, passages), docs, answer) in enumerate(pools):
         order = list(range(len(passages)))
-        if model is not None and passages:
-            scores = model.predict([(query, p) for p in passages], show_progress_bar=False)
-            order = sorted(order, key=lambda i: -float(scores[i]))
-        ranks = [rank for rank, i in enumerate(order[:10], 1) if docs[i] == answer]
+        if scores is not None:
+            order = sorted(order, key=lambda j: -scores[i][j])
+        ranks = [rank for rank, j in enumerate(order[:10], 1) if docs[j] == answer]
         total += 1 / ranks[0] if ranks else 0.0
     return round(total / max(1, len(mined.answerable)), 4)
 
@@ -209,9 +224,14 @@ def _load(folder: Path) -> Any:
 
 
 def _card(
-    model: Any, mined: Mined, result: TrainResult, minutes: float, layers: int, mrr: dict[str, float]
+    threshold: float,
+    calibration: dict[str, Any],
+    mined: Mined,
+    result: TrainResult,
+    minutes: float,
+    layers: int,
+    mrr: dict[str, float],
 ) -> RerankerCard:
-    threshold, calibration = calibrate(model, mined.answerable, mined.unanswerable)
     return RerankerCard(
         base_model=BASE_MODEL,
         layers=layers,
@@ -237,9 +257,9 @@ def _card(
     )
 
 
-def calibrate(model: Any, answerable: list[Pool], unanswerable: list[Pool]) -> tuple[float, dict[str, Any]]:
-    """The threshold on the model's 0-1 score with the best balanced accuracy, and its rates there."""
-    yes, no = _best_scores(model, answerable), _best_scores(model, unanswerable)
+def calibrate(yes: list[float], no: list[float]) -> tuple[float, dict[str, Any]]:
+    """From each question's best candidate score (what the pipeline compares with the threshold), answerable (yes)
+    and not (no): the threshold with the best balanced accuracy on the model's 0-1 score, and its rates there."""
     if not yes or not no:
         return 0.5, {"calibration": "too few questions to calibrate; 0.5 assumed"}
     threshold = best_threshold(yes, no, MIN_ANSWERED)
@@ -250,15 +270,6 @@ def calibrate(model: Any, answerable: list[Pool], unanswerable: list[Pool]) -> t
         "answered_rate": round(at.answered, 3),
         "refusal_accuracy": round(at.refused, 3),
     }
-
-
-def _best_scores(model: Any, pools: list[Pool]) -> list[float]:
-    """Each question's best candidate score: what the pipeline compares with the threshold."""
-    return [
-        float(max(model.predict([(q, p) for p in passages], show_progress_bar=False)))
-        for q, passages in pools
-        if passages
-    ]
 
 
 def _swap(fresh: Path, folder: Path) -> None:

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +73,38 @@ def _guess_encoding(head: bytes) -> str:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # a character cut at the end of the sniffed block
             return "utf-8"
+    return _east_asian(head) or _western(head)
+
+
+def _western(raw: bytes) -> str:
     try:
-        head.decode("cp1252")
+        raw.decode("cp1252")
         return "cp1252"
     except UnicodeDecodeError:
         return "latin-1"
+
+
+_MULTIBYTE = {
+    "shift_jis",
+    "cp932",
+    "euc_jp",
+    "iso2022_jp",
+    "gb2312",
+    "gbk",
+    "gb18030",
+    "big5",
+    "euc_kr",
+    "cp949",
+}
+
+
+def _east_asian(raw: bytes) -> str | None:
+    """A Japanese, Chinese or Korean encoding when charset-normalizer finds one; None for anything else, where
+    the fixed Western fallback is the more predictable guess."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(raw[:SNIFF_BYTES]).best()
+    return best.encoding if best is not None and best.encoding in _MULTIBYTE else None
 
 
 def _text_lines(path: Path) -> Iterator[str]:
@@ -148,7 +176,8 @@ def load_html(path: Path) -> Iterator[Section]:
     """Clean text of an HTML page, split into sections at its headings (h1 > h2 > ... as the title).
 
     lxml's tree directly: BeautifulSoup over the same parser spent 10x longer building its own objects, and over
-    the Python docs that was most of ingestion's parsing time.
+    the Python docs that was most of ingestion's parsing time. A page nested too deep for lxml's tree (2,048
+    levels) or for this walk's recursion is read again by events, at any depth.
     """
     import lxml.html
     from lxml import etree
@@ -156,45 +185,67 @@ def load_html(path: Path) -> Iterator[Section]:
     raw = path.read_bytes()
     if not raw.strip():
         return
+    source, parser = _html_source(raw)
     try:
-        root = lxml.html.document_fromstring(*_html_source(raw))
+        root = lxml.html.document_fromstring(source, parser=parser)
     except (etree.ParserError, ValueError) as exc:
         if "Document is empty" in str(exc):  # e.g. only a comment: no text, which the job reports as a skip
             return
         raise LoadError(f"cannot parse HTML: {exc}") from exc
-    body = root.find("body")
     pieces: list[str] = []
-    _walk(body if body is not None else root, pieces)
+    try:
+        if any("Excessive depth" in error.message for error in parser.error_log):
+            raise RecursionError
+        body = root.find("body")
+        _walk(body if body is not None else root, pieces)
+    except RecursionError:
+        yield from _split_marked(*_flat_text(_decoded(raw)))
+        return
     yield from _split_marked("".join(pieces), _page_title(root))
 
 
 _DECLARED_CHARSET = re.compile(rb"<meta[^>]*charset|<\?xml[^>]*encoding", re.IGNORECASE)
+_CHARSET_NAME = re.compile(rb"(?:charset|encoding)\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 
 
 def _html_source(raw: bytes) -> tuple[bytes | str, Any]:
-    """What to parse and how: UTF-8 when the bytes are UTF-8, else the page's declared charset (or BOM), else
-    Windows-1252 decoded here (libxml2's own fallback, Latin-1, turns curly quotes into control characters)."""
+    """What to parse and how: UTF-8 when the bytes are UTF-8, else the page's declared charset (or BOM), else an
+    East Asian encoding charset-normalizer finds, else Windows-1252 decoded here (libxml2's own fallback, Latin-1,
+    turns curly quotes into control characters)."""
     import lxml.html
 
     try:
         raw.decode("utf-8")
-        return raw, lxml.html.HTMLParser(encoding="utf-8")
+        return raw, lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
     except UnicodeDecodeError:
         pass
+    parser = lxml.html.HTMLParser(huge_tree=True)
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or _DECLARED_CHARSET.search(
         raw[:SNIFF_BYTES]
     ):
-        return raw, None
-    try:
-        return raw.decode("cp1252"), None
-    except UnicodeDecodeError:  # bytes cp1252 leaves undefined
-        return raw.decode("latin-1"), None
+        return raw, parser
+    return raw.decode(_east_asian(raw) or _western(raw), errors="replace"), parser
+
+
+def _decoded(raw: bytes) -> str:
+    """The page as text, decoded as `_html_source` would have lxml decode it."""
+    source, _ = _html_source(raw)
+    if isinstance(source, str):
+        return source
+    declared = _CHARSET_NAME.search(raw[:SNIFF_BYTES])
+    candidates = ["utf-8", "utf-16", declared.group(1).decode("ascii") if declared else ""]
+    for encoding in candidates:
+        try:
+            return raw.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return raw.decode("cp1252", errors="replace")
 
 
 def _walk(element: Any, out: list[str]) -> None:
     """Visible text in document order; headings become marks that `_split_marked` turns into section titles."""
     tag = element.tag  # a comment's or processing instruction's tag is not a str: its text is not shown
-    if isinstance(tag, str) and not _is_chrome(element):
+    if isinstance(tag, str) and not _is_dropped(tag, element.attrib):
         if tag in _HEADING_TAGS:
             out.append(f"\n{_MARK}{tag[1]}{_MARK}{_heading_text(element)}{_MARK}\n")
         else:
@@ -208,6 +259,80 @@ def _walk(element: Any, out: list[str]) -> None:
         out.append(element.tail)
 
 
+_VOID_TAGS = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
+
+
+class _FlatText(HTMLParser):
+    """The same visible text and heading marks as `_walk`, by parser events: no tree, no depth limit."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.title: list[str] | None = None
+        self.page_title = ""
+        self.heading: tuple[str, list[str]] | None = None
+        self.dropping: tuple[str, int] | None = None  # the dropped element's tag, and how many of it are open
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID_TAGS:
+            if tag == "br":
+                self.handle_data("\n" if self.heading is None else " ")
+            return
+        if self.dropping is not None:
+            name, open_count = self.dropping
+            self.dropping = (name, open_count + (tag == name))
+        elif _is_dropped(tag, dict(attrs)):
+            self.dropping = (tag, 1)
+        elif tag in _HEADING_TAGS:
+            self.heading = (tag[1], [])
+        elif tag == "title":
+            self.title = []
+        elif tag in _BLOCK_TAGS:
+            self.handle_data("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropping is not None:
+            name, open_count = self.dropping
+            if tag == name:
+                self.dropping = (name, open_count - 1) if open_count > 1 else None
+        elif self.heading is not None and tag in _HEADING_TAGS:
+            level, words = self.heading
+            self.out.append(f"\n{_MARK}{level}{_MARK}{' '.join(''.join(words).split())}{_MARK}\n")
+            self.heading = None
+        elif tag == "title" and self.title is not None:
+            self.page_title, self.title = " ".join("".join(self.title).split()), None
+        elif tag in _BLOCK_TAGS:
+            self.handle_data("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.dropping is not None:
+            return
+        target = self.heading[1] if self.heading else self.title if self.title is not None else self.out
+        target.append(data)
+
+
+def _flat_text(page: str) -> tuple[str, str | None]:
+    """The page's marked text and its <title>."""
+    parser = _FlatText()
+    parser.feed(page.replace(_MARK, ""))
+    parser.close()
+    return "".join(parser.out), parser.page_title or None
+
+
 def _heading_text(element: Any) -> str:
     pieces: list[str] = []
     _walk_text(element, pieces)
@@ -219,7 +344,7 @@ def _walk_text(element: Any, out: list[str]) -> None:
     if element.text:
         out.append(element.text)
     for child in element:
-        if isinstance(child.tag, str) and not _is_chrome(child):
+        if isinstance(child.tag, str) and not _is_dropped(child.tag, child.attrib):
             _walk_text(child, out)
             if child.tag in _BLOCK_TAGS:
                 out.append(" ")
@@ -227,13 +352,23 @@ def _walk_text(element: Any, out: list[str]) -> None:
             out.append(child.tail)
 
 
-def _is_chrome(element: Any) -> bool:
-    """Scripts, navigation and page furniture (plain attribute checks: CSS selectors need soupsieve's tables)."""
+_HIDDEN_STYLE = re.compile(
+    r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden|(?:font-size|opacity)\s*:\s*(?:0+(?:\.0*)?|\.0+)(?:px|pt|em|rem|%)?"
+    r"\s*(?:!important\s*)?(?:;|$))",
+    re.IGNORECASE,
+)
+
+
+def _is_dropped(tag: str, attrs: Any) -> bool:
+    """Scripts, navigation, page furniture, and elements a browser does not show (where injected instructions
+    hide): plain attribute checks, as CSS selectors need soupsieve's tables."""
     return (
-        element.tag in _DROP_TAGS
-        or not _DROP_CLASSES.isdisjoint((element.get("class") or "").split())
-        or element.get("role") in _DROP_ROLES
-        or element.get("aria-hidden") == "true"
+        tag in _DROP_TAGS
+        or not _DROP_CLASSES.isdisjoint((attrs.get("class") or "").split())
+        or attrs.get("role") in _DROP_ROLES
+        or attrs.get("aria-hidden") == "true"
+        or "hidden" in attrs
+        or bool(_HIDDEN_STYLE.search(attrs.get("style") or ""))
     )
 
 

@@ -82,7 +82,10 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_context_tokens: int = 4096
     llm_answer_tokens: int = 384
-    llm_timeout_s: float = 120.0
+    # the longest wait for the answer's first piece, or between two pieces (a queue at the embedded server
+    # counts); then one error, no retry. llm_timeout_s caps the whole answer.
+    llm_first_token_timeout_s: float = Field(default=60.0, gt=0)
+    llm_timeout_s: float = Field(default=180.0, gt=0)
     llm_gguf: Path | None = None
     # small: few-shot examples, the first small_prompt_passages passages only, a stop where the model echoes the
     # prompt; auto: small for the embedded model, standard for any endpoint (see README, "Answer modes")

@@ -7,11 +7,12 @@ server on 127.0.0.1 with the packaged SmolLM2-135M-Instruct.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import openai
@@ -40,7 +41,9 @@ class LLMClient:
     """Chat completions with streaming; every failure becomes a one-line RagError without the key.
 
     With `server` (the embedded one), a server that has died is restarted before the request, and a request
-    that found it dead before any token came is sent again once.
+    that found it dead before any token came is sent again once. Nothing else is retried by the client, so a
+    timeout is the wait its setting names, not twice that: first_token_s for the first piece (or a silence
+    between pieces), total_s for the whole answer.
     """
 
     def __init__(
@@ -48,16 +51,19 @@ class LLMClient:
         base_url: str | None,
         api_key: str | None,
         model: str | None,
-        timeout: float,
+        first_token_s: float,
         server: EmbeddedServer | None = None,
+        total_s: float = float("inf"),
     ) -> None:
         self._key = api_key or ""
         self.server = server
+        self.first_token_s = first_token_s
+        self.total_s = total_s
         self.client = openai.OpenAI(
             base_url=server.base_url if server else base_url,
             api_key=api_key or "not-needed",
-            timeout=timeout,
-            max_retries=1,
+            timeout=openai.Timeout(first_token_s, connect=min(first_token_s, 10.0)),
+            max_retries=0,
         )
         self.model = model or self._first_model()
 
@@ -110,6 +116,12 @@ class LLMClient:
                 if attempt == 1 and not produced and self.server and self.server.died():
                     continue  # it died before answering: restarted by _revive, asked again
                 raise self._error(exc) from None
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+                # raw bytes, bad JSON or a wrong shape inside the stream: the openai client has no type for it
+                raise RagError(
+                    f"the LLM endpoint at {self.host} sent a reply that is not OpenAI's chat stream "
+                    f"({type(exc).__name__}: {_first_line(str(exc))[:120]})"
+                ) from None
             if produced:
                 return
             log.warning("the model at %s returned an empty answer (attempt %d)", self.host, attempt)
@@ -121,17 +133,35 @@ class LLMClient:
 
     def _stream_once(self, messages: list[Message], options: dict[str, Any]) -> Iterator[str]:
         counted = self.server.request() if self.server else nullcontext()
+        started = time.monotonic()
         with counted:
-            response = self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                stream=True,
-                **options,
+            response = cast(
+                "openai.Stream[Any]",
+                self.client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    stream=True,
+                    **options,
+                ),
             )
-            for chunk in response:
-                choices = getattr(chunk, "choices", None)
-                if choices and choices[0].delta.content:
-                    yield choices[0].delta.content
+            chunks = 0
+            with response:
+                for chunk in response:
+                    chunks += 1
+                    choices = chunk.choices
+                    if choices and choices[0].delta.content:
+                        yield choices[0].delta.content
+                    if time.monotonic() - started > self.total_s:
+                        raise RagError(
+                            f"the answer from {self.host} took longer than {self.total_s:g} s "
+                            "(RAG_LLM_TIMEOUT_S); stopped"
+                        )
+            if not chunks:
+                raise RagError(
+                    f"the LLM endpoint at {self.host} sent no chat completion chunk (its reply was "
+                    f"{response.response.headers.get('content-type', 'untyped')}); is OPENAI_BASE_URL an "
+                    "OpenAI-compatible /v1 address?"
+                )
 
     def _revive(self) -> None:
         """Restart the embedded server if it died since the last request (a new port if its own was taken)."""
@@ -151,7 +181,10 @@ class LLMClient:
                 "it restarts with the next question"
             )
         if isinstance(exc, openai.APITimeoutError):
-            text = f"the LLM endpoint at {self.host} timed out"
+            text = (
+                f"the LLM endpoint at {self.host} sent nothing for {self.first_token_s:g} s "
+                "(RAG_LLM_FIRST_TOKEN_TIMEOUT_S)"
+            )
         elif isinstance(exc, openai.APIConnectionError):
             text = (
                 f"the embedded model server at {self.host} is not answering; see {self.server.log_path}"
@@ -186,9 +219,17 @@ def open_llm(settings: Settings) -> LLMClient:
             settings.openai_base_url,
             key,
             settings.llm_model or _default_model(settings),
-            settings.llm_timeout_s,
+            settings.llm_first_token_timeout_s,
+            total_s=settings.llm_timeout_s,
         )
-    return LLMClient(None, None, settings.llm_model, settings.llm_timeout_s, embedded_server(settings))
+    return LLMClient(
+        None,
+        None,
+        settings.llm_model,
+        settings.llm_first_token_timeout_s,
+        embedded_server(settings),
+        total_s=settings.llm_timeout_s,
+    )
 
 
 def _default_model(settings: Settings) -> str | None:

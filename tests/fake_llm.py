@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,9 @@ class FakeLLM:
         self.replies: list[str] = []
         self.requests: list[list[dict[str, Any]]] = []
         self.url = ""
+        self.posts = 0  # completions requests received, answered or not
+        self.delay_s = 0.0  # before the reply's first byte
+        self.raw: tuple[str, bytes] | None = None  # (content type, body) sent instead of a proper stream
 
     def script(self, *replies: str) -> None:
         self.replies = list(replies)
@@ -38,6 +42,11 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # /v1/chat/completions with stream=True
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            fake.posts += 1
+            time.sleep(fake.delay_s)
+            if fake.raw is not None:
+                self._send(fake.raw[0], fake.raw[1])
+                return
             text = fake.next_reply(body["messages"])
             pieces = [p for p in text.replace(" ", " \0").split("\0") if p]
             deltas = [{"content": p} for p in pieces] + [{}]
@@ -54,8 +63,8 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
             self._send("text/event-stream", stream)
 
-        def _send(self, kind: str, body: str) -> None:
-            data = body.encode()
+        def _send(self, kind: str, body: str | bytes) -> None:
+            data = body.encode() if isinstance(body, str) else body
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
@@ -77,5 +86,6 @@ def fake_llm() -> Iterator[FakeLLM]:
     try:
         yield fake
     finally:
+        fake.delay_s = 0.0  # a sleeping handler would hold shutdown
         httpd.shutdown()
         httpd.server_close()

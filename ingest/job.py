@@ -144,9 +144,7 @@ class IngestJob:
         self, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
     ) -> IngestSummary:
         started = time.perf_counter()
-        root = root.expanduser().resolve()
-        if not root.is_dir():
-            raise RagError(f"{root} is not a folder")
+        root = _check_folder(root)
         shown = IngestProgress(progress, on_file)
         shown.note(f"scanning {root}…")
         summary = IngestSummary()
@@ -440,5 +438,13 @@ def ingest_folder(
     on_file: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
     """Open the collection (created if new) and run one ingestion of root; the embedder loads only if a file changed."""
+    _check_folder(root)  # before the collection is created: a typo must not leave an empty one behind
     with Collection(settings, create=True) as collection:
         return IngestJob(collection).run(root, progress, on_file)
+
+
+def _check_folder(root: Path) -> Path:
+    resolved = root.expanduser().resolve()
+    if not resolved.is_dir():
+        raise RagError(f"{resolved} is not a folder")
+    return resolved

@@ -368,3 +368,18 @@ def test_a_file_name_with_a_newline_stays_on_its_row_of_the_docs_table(
         table = _docs_table(collection.documents()).splitlines()
     assert len(table) == 4, table  # header, two documents, total
     assert any(line.startswith("two\\nlines.md ") for line in table), table
+
+
+def test_ingesting_a_missing_folder_creates_no_collection(tmp_path: Path) -> None:
+    """It said "is not a folder" but left collections/<name>/.lock behind, a collection the UI then listed."""
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [RAG_BIN, "ingest", str(tmp_path / "missing"), "--collection", "new"],
+        env=cli_env(data),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing'} is not a folder"
+    assert not (data / "collections" / "new").exists()

@@ -11,6 +11,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,19 +39,18 @@ class App:
     data: Path
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+@contextmanager
+def _launched(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[App]:
+    """`rag ui` on a free port over a fresh collection "test" made from the test corpus."""
     data = tmp_path_factory.mktemp("data")
     corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
-    # The generated answer is the path that needs the embedded LLM server: what these tests hold up.
-    env = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_ANSWER_MODE": "generate"}
-    subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=env, check=True, timeout=300)
+    full_env = cli_env(data) | {"RAG_COLLECTION": "test"} | env
+    subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=full_env, check=True, timeout=300)
     port = _free_port()
     log = (data / "ui.log").open("w")
     process = subprocess.Popen(
-        [RAG_BIN, "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        [RAG_BIN, "ui", "--port", str(port)], env=full_env, stdout=log, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -59,10 +59,19 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         except OSError:
             assert process.poll() is None, (data / "ui.log").read_text()
             time.sleep(0.5)
-    yield App(url, process.pid, data)
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    try:
+        yield App(f"http://127.0.0.1:{port}/", process.pid, data)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    # The generated answer is the path that needs the embedded LLM server: what these tests hold up.
+    with _launched(tmp_path_factory, RAG_ANSWER_MODE="generate") as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +227,30 @@ def test_upload_then_answer_then_delete(app_url: str, tmp_path: Path) -> None:
     assert message == "Deleted quokka.md."
     answer = client.predict("Where do quokkas live?", api_name="/chat")
     assert all(s["source"] != "quokka.md" for s in answer["sources"])
+
+
+def test_with_the_llm_down_chat_says_why_and_documents_still_work(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The probe got "upstream Gradio app has raised an exception" from /chat with the endpoint down."""
+    from gradio_client import Client, handle_file
+
+    down = {"RAG_ANSWER_MODE": "generate", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "RAG_LLM_MODEL": "m"}
+    with _launched(tmp_path_factory, **down) as launched:
+        client = Client(launched.url, verbose=False)
+        with pytest.raises(Exception, match="cannot reach the LLM endpoint at 127.0.0.1:9") as caught:
+            client.predict("What do alpacas eat?", api_name="/chat")
+        assert "upstream" not in str(caught.value)
+        doc = tmp_path / "quokka.md"
+        doc.write_text("# Quokkas\n\nQuokkas live on Rottnest Island.\n")
+        message, rows, _ = client.predict([handle_file(str(doc))], "test", api_name="/upload")
+        assert "added 1" in message, message
+        _, rows, picker = client.predict("test", api_name="/documents")[:3]
+        doc_id = next(value for label, value in picker["choices"] if label == "quokka.md")
+        message, _, _ = client.predict(doc_id, "test", api_name="/delete")
+        assert message == "Deleted quokka.md."
+        evidence = client.predict("What do alpacas eat?", mode="evidence", api_name="/chat")
+        assert not evidence["refused"] and evidence["sources"]  # evidence answers need no LLM
 
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

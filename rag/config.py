@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # the embedded llama.cpp server decodes under rag.grammar's grammar: every sentence ends with a valid [n]
     llm_cite_grammar: bool = True
 
+    # a zip upload is refused (nothing kept) past either; upload_max_mb also caps one uploaded file
+    upload_max_mb: float = Field(default=1024.0, gt=0)
+    upload_max_files: int = Field(default=10_000, ge=1)
+
     ui_user: str | None = None
     ui_password: SecretStr | None = None
 

@@ -25,3 +25,49 @@ def test_an_upload_to_a_bad_collection_name_writes_nothing_anywhere(tmp_path: Pa
         service.ingest_uploads(name)
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert not Path("/outside").exists()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_zip_bomb_is_refused_and_leaves_nothing_on_disk(tmp_path: Path) -> None:
+    """A 1 MB zip expanding to 1 GiB was written out and left there; 20 MB of zeros stands in for it here."""
+    data = tmp_path / "data"
+    service = RagService(Settings(data_dir=data, collection="test", upload_max_mb=10))
+    bomb = _zip(tmp_path / "bomb.zip", {"zeros.txt": b"0" * (20 << 20), "fine.md": b"# Fine\n\nfine\n"})
+    assert bomb.stat().st_size < 100_000
+    result = service.save_uploads("test", [str(bomb)])
+    assert result.saved == []
+    assert result.rejected == [
+        ("bomb.zip", "expands to more than 10 MB (RAG_UPLOAD_MAX_MB); nothing was saved")
+    ]
+    assert [p for p in data.rglob("*") if p.is_file()] == []
+
+
+def test_a_zip_with_too_many_files_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    service = RagService(Settings(data_dir=data, collection="test", upload_max_files=20))
+    many = _zip(tmp_path / "many.zip", {f"n{i}.md": b"# N\n\nnote\n" for i in range(30)})
+    result = service.save_uploads("test", [str(many)])
+    assert result.rejected == [
+        ("many.zip", "holds more than 20 files (RAG_UPLOAD_MAX_FILES); nothing was saved")
+    ]
+    assert [p for p in data.rglob("*") if p.is_file()] == []
+
+
+def test_a_zip_within_the_limits_replaces_its_earlier_upload(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    service = RagService(Settings(data_dir=data, collection="test", upload_max_files=20))
+    first = _zip(tmp_path / "notes.zip", {"a.md": b"# A\n\nold\n", "b.md": b"# B\n\nb\n"})
+    assert service.save_uploads("test", [str(first)]).saved == ["notes/a.md", "notes/b.md"]
+    second = _zip(tmp_path / "notes.zip", {"a.md": b"# A\n\nnew\n"})
+    assert service.save_uploads("test", [str(second)]).saved == ["notes/a.md"]
+    folder = service.uploads_dir("test") / "notes"
+    assert (folder / "a.md").read_text() == "# A\n\nnew\n" and (folder / "b.md").exists()
+    assert sorted(p.name for p in (data / "uploads").iterdir()) == ["test"]  # no work folder left

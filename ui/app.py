@@ -389,7 +389,13 @@ def launch(settings: Settings, host: str, port: int, user: str | None, password:
     auth = (user, password) if user and password else None
     try:
         demo.queue(default_concurrency_limit=4).launch(
-            server_name=host, server_port=port, auth=auth, css=CSS, show_error=False, footer_links=["api"]
+            server_name=host,
+            server_port=port,
+            auth=auth,
+            css=CSS,
+            show_error=False,
+            footer_links=["api"],
+            max_file_size=int(settings.upload_max_mb * 2**20),
         )
     finally:
         app.service.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -124,7 +126,9 @@ class RagService:
             path = Path(name)
             if path.suffix.lower() == ".zip":
                 try:
-                    saved += _unzip(path, target / path.stem)
+                    saved += _unzip(path, target / path.stem, self._zip_limits())
+                except UploadRefused as exc:
+                    rejected.append((path.name, str(exc)))
                 except (zipfile.BadZipFile, OSError, ValueError) as exc:
                     rejected.append((path.name, f"bad zip: {exc}"))
             elif loader_for(path) is None:
@@ -133,6 +137,13 @@ class RagService:
                 shutil.copyfile(path, target / path.name)
                 saved.append(path.name)
         return Upload(saved, rejected)
+
+    def _zip_limits(self) -> ZipLimits:
+        return ZipLimits(
+            int(self.settings.upload_max_mb * 2**20),
+            self.settings.upload_max_files,
+            self.settings.data_dir / ".incoming",
+        )
 
     def ingest_uploads(
         self, collection: str, on_file: Callable[[int, int], None] | None = None
@@ -175,20 +186,65 @@ class RagService:
         }
 
 
-def _unzip(path: Path, target: Path) -> list[str]:
-    saved: list[str] = []
+class UploadRefused(ValueError):
+    """An upload over a limit: the message says which, and that nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_bytes: int
+    max_files: int
+    work_root: Path  # where a zip is unpacked before its files are moved into place
+
+    def too_big(self) -> UploadRefused:
+        return UploadRefused(
+            f"expands to more than {self.max_bytes / 2**20:g} MB (RAG_UPLOAD_MAX_MB); nothing was saved"
+        )
+
+
+def _unzip(path: Path, target: Path, limits: ZipLimits) -> list[str]:
+    """Unpack the zip's supported documents into target, all or nothing: into a work folder first, counting the
+    bytes really written (a member's declared size can lie), then moved into place."""
     with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
-            name = PurePosixPath(member.filename)
-            if member.is_dir() or name.is_absolute() or ".." in name.parts:
-                continue  # directories are implied; absolute or parent paths would escape the upload folder
-            if loader_for(Path(name.name)) is None:
-                continue
-            destination = target / Path(*name.parts)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as src, destination.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            saved.append(str(destination.relative_to(target.parent)))
-    if not saved:
-        raise ValueError("no supported document inside")
-    return saved
+        files = [m for m in archive.infolist() if not m.is_dir()]
+        if len(files) > limits.max_files:
+            raise UploadRefused(
+                f"holds more than {limits.max_files} files (RAG_UPLOAD_MAX_FILES); nothing was saved"
+            )
+        wanted = [m for m in files if _safe_document(PurePosixPath(m.filename))]
+        if sum(m.file_size for m in wanted) > limits.max_bytes:
+            raise limits.too_big()
+        if not wanted:
+            raise ValueError("no supported document inside")
+        limits.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=limits.work_root))
+        try:
+            _extract(archive, wanted, work, limits)
+            return [_move_into(work, PurePosixPath(m.filename), target) for m in wanted]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _safe_document(name: PurePosixPath) -> bool:
+    """Absolute or parent paths would escape the upload folder; unsupported files are not kept."""
+    return not name.is_absolute() and ".." not in name.parts and loader_for(Path(name.name)) is not None
+
+
+def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], work: Path, limits: ZipLimits) -> None:
+    written = 0
+    for member in members:
+        destination = work / Path(*PurePosixPath(member.filename).parts)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as src, destination.open("wb") as dst:
+            while block := src.read(1 << 20):
+                written += len(block)
+                if written > limits.max_bytes:
+                    raise limits.too_big()
+                dst.write(block)
+
+
+def _move_into(work: Path, name: PurePosixPath, target: Path) -> str:
+    destination = target / Path(*name.parts)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(work / Path(*name.parts), destination)
+    return str(destination.relative_to(target.parent))

@@ -251,7 +251,7 @@ def _ui_args(p: argparse.ArgumentParser) -> None:
 
 
 def _ui(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.app import launch
+    from ui.server import launch
 
     password = settings.ui_password.get_secret_value() if settings.ui_password else None
     launch(settings, args.host, args.port, settings.ui_user, password)

@@ -358,3 +358,22 @@ def test_train_reranker_from_the_ui_reports_what_it_did(app_url: str) -> None:
     assert "trained" in message and "held-out MRR@10" in message, message
     assert "not installed" in message and "first stage" in message
     assert "reranking is off" in status  # still no reranker for this collection
+
+
+def test_repeated_wrong_passwords_are_slowed_down(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """30 wrong passwords in 0.5 s were all answered at once: a password could be guessed at full speed."""
+    import httpx
+
+    login = {"RAG_UI_USER": "ann", "RAG_UI_PASSWORD": "right-horse-battery"}
+    with _launched(tmp_path_factory, **login) as launched:
+        url = launched.url + "login"
+        codes = [
+            httpx.post(url, data={"username": "ann", "password": f"guess{i}"}).status_code for i in range(8)
+        ]
+        assert codes == [400] * 5 + [429] * 3
+        locked = httpx.post(url, data={"username": "ann", "password": "right-horse-battery"})
+        assert locked.status_code == 429  # the right password waits too, or guessing would go on
+        assert "failed logins" in locked.json()["detail"]
+        time.sleep(int(locked.headers["Retry-After"]) + 0.5)
+        assert httpx.post(url, data={"username": "ann", "password": "right-horse-battery"}).status_code == 200
+        assert httpx.post(url, data={"username": "ann", "password": "wrong"}).status_code == 400  # reset

@@ -383,23 +383,5 @@ class ChatApp:
         return demo
 
 
-def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
-    app = ChatApp(settings)
-    demo = app.build()
-    auth = (user, password) if user and password else None
-    try:
-        demo.queue(default_concurrency_limit=4).launch(
-            server_name=host,
-            server_port=port,
-            auth=auth,
-            css=CSS,
-            show_error=False,
-            footer_links=["api"],
-            max_file_size=int(settings.upload_max_mb * 2**20),
-        )
-    finally:
-        app.service.close()
-
-
 def _final_text(answer: Answer) -> str:
     return answer.answer if not answer.refused else f"_{answer.answer}_"

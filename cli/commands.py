@@ -12,6 +12,7 @@ from typing import Any
 from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
 from rag.config import Settings
+from rag.text import printable
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
@@ -63,7 +64,7 @@ def _docs(args: argparse.Namespace, settings: Settings) -> int:
 def _docs_table(docs: list[dict[str, Any]]) -> str:
     if not docs:
         return "no documents in this collection"
-    docs = [{**d, "source": _printable(d["source"])} for d in docs]
+    docs = [{**d, "source": printable(d["source"])} for d in docs]
     width = min(70, max(len(d["source"]) for d in docs))
     lines = [f"{'source':<{width}}  {'type':<5} {'chunks':>6} {'pages':>5}  ingested"]
     for d in docs:
@@ -72,11 +73,6 @@ def _docs_table(docs: list[dict[str, Any]]) -> str:
         lines.append(f"{d['source']:<{width}}  {d['file_type']:<5} {d['chunks']:>6} {pages:>5}  {when}")
     lines.append(f"{len(docs)} documents, {sum(d['chunks'] for d in docs)} chunks")
     return "\n".join(lines)
-
-
-def _printable(text: str) -> str:
-    """A file name as one table cell: a newline or other control character is shown escaped (\\n)."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _ask_args(p: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ from rag.sparse import bm25_document
 from rag.store import PointData
 from rag.store.base import KIND_DOC, chunk_id, document_id
 from rag.store.payload import ChunkPayload
-from rag.text import matches_glob
+from rag.text import matches_glob, printable
 from rag.tokens import count_tokens
 
 log = logging.getLogger("rag.ingest")
@@ -86,10 +86,16 @@ class IngestSummary:
         if not (self.added or self.updated or self.deleted):
             lines.append("nothing changed: no file was embedded")
         unsupported = Counter(r for _, r in self.skipped if r.startswith("unsupported"))
-        lines += [f"  skipped {n} files: {reason}" for reason, n in sorted(unsupported.items())]
-        lines += [f"  skipped {s}: {r}" for s, r in self.skipped if not r.startswith("unsupported")]
-        lines += [f"  FAILED  {s}: {r}" for s, r in self.failed]
+        lines += [f"  skipped {_files(n)}: {reason}" for reason, n in sorted(unsupported.items())]
+        lines += [
+            f"  skipped {printable(s)}: {r}" for s, r in self.skipped if not r.startswith("unsupported")
+        ]
+        lines += [f"  FAILED  {printable(s)}: {r}" for s, r in self.failed]
         return "\n".join(lines)
+
+
+def _files(count: int) -> str:
+    return "1 file" if count == 1 else f"{count} files"
 
 
 @dataclass
@@ -161,6 +167,12 @@ class IngestJob:
         summary.seconds = time.perf_counter() - started - summary.load_seconds
         return summary
 
+    def _too_big(self, size: int) -> str:
+        return (
+            f"{size / 2**20:.1f} MB, over RAG_MAX_FILE_MB={self.settings.max_file_mb:g} "
+            "(only text formats are read in pieces)"
+        )
+
     def _plan_line(self, work: list[_Doc], summary: IngestSummary) -> str:
         line = f"{len(work)} files to ingest ({summary.unchanged} unchanged)"
         if work and not self.embedder.loaded:
@@ -183,7 +195,7 @@ class IngestJob:
                 summary.skipped.append((f.source, "empty file"))
                 continue
             if f.size > max_bytes and f.path.suffix.lower() not in STREAMED:
-                summary.failed.append((f.source, f"larger than max_file_mb={self.settings.max_file_mb:g}"))
+                summary.failed.append((f.source, self._too_big(f.size)))
                 continue
             record = records.get(f.source)
             if record and record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns:

@@ -434,10 +434,17 @@ def load_docx(path: Path) -> Iterator[Section]:
     import zipfile
 
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        PackageNotFoundError,
+        KeyError,
+    ) as exc:  # KeyError: a zip without Word's parts
+        raise LoadError("corrupt or unreadable DOCX: not a Word (zip) package") from exc
+    except ValueError as exc:
         raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
     stack: list[tuple[int, str]] = []
     title: str | None = None

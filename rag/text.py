@@ -1,4 +1,4 @@
-"""Text shapes shared by answering and evaluation: words and sentences."""
+"""Text shapes shared by answering, evaluation and reports: words, sentences, printable names."""
 
 from __future__ import annotations
 
@@ -56,3 +56,8 @@ def normalize_tokens(text: str) -> list[str]:
 def content_words(text: str) -> set[str]:
     """Distinct normalized tokens of text minus citation markers ([n], [n, m]) and STOPWORDS."""
     return set(normalize_tokens(CITATION.sub(" ", text))) - STOPWORDS
+
+
+def printable(text: str) -> str:
+    """A file name on one line of a table or summary: a newline or other control character is shown escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)

@@ -383,3 +383,18 @@ def test_ingesting_a_missing_folder_creates_no_collection(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing'} is not a folder"
     assert not (data / "collections" / "new").exists()
+
+
+@pytest.mark.parametrize("command", [["ask", "what?"], ["docs"], ["train-reranker", "--minutes", "1"]])
+def test_a_missing_collection_is_one_line_and_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [RAG_BIN, *command, "--collection", "nope"],
+        env=cli_env(data),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: there is no collection 'nope' yet")
+    assert not (data / "collections" / "nope").exists()

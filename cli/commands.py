@@ -254,6 +254,21 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
+    )
+    p.add_argument("--port", type=whole(1, 65535), default=8000)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from api.server import run
+
+    password = settings.ui_password.get_secret_value() if settings.ui_password else None
+    run(settings, args.host, args.port, settings.ui_user, password)
+    return 0
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qa", type=Path, required=True, help="QA file: one JSON object a line")
     p.add_argument("--docs", type=Path, help="ingest this folder into the collection first")
@@ -297,6 +312,11 @@ COMMANDS: dict[str, Command] = {
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
     "chat": ("Chat in the terminal: follow-up questions see the conversation.", _chat_args, _chat),
     "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
+    "serve": (
+        "Serve an OpenAI-compatible API (/v1/chat/completions, models, embeddings, documents) and the UI.",
+        _serve_args,
+        _serve,
+    ),
     "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),
     "train-reranker": (
         "Train the collection's own cross-encoder (used by ask, chat, ui and eval from then on).",

@@ -14,7 +14,7 @@ from typing import Any
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
-from rag.errors import RagError
+from rag.errors import BadQuestion, RagError
 from rag.grammar import citation_grammar
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import ECHO_STOPS, REFUSAL, Passage, Prompt, build_prompt, is_refusal
@@ -241,11 +241,11 @@ class ChatPipeline:
     def _check_length(self, question: str) -> None:
         """A question that would crowd every passage out of the model's window is refused before any work."""
         if not question:
-            raise RagError("the question is empty")
+            raise BadQuestion("the question is empty")
         limit = int(self.settings.llm_context_tokens * MAX_QUESTION_SHARE)
         tokens = count(question)
         if tokens > limit:
-            raise RagError(
+            raise BadQuestion(
                 f"the question is {tokens:,} tokens long; at most {limit:,} fit beside the passages "
                 f"(a quarter of RAG_LLM_CONTEXT_TOKENS={self.settings.llm_context_tokens}): shorten it"
             )

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     upload_max_mb: float = Field(default=1024.0, gt=0)
     upload_max_files: int = Field(default=10_000, ge=1)
 
+    # `rag serve`: a bearer key every API route requires (unset: none; the UI keeps its own login)
+    api_key: SecretStr | None = None
+
     ui_user: str | None = None
     ui_password: SecretStr | None = None
 

@@ -7,3 +7,7 @@ class RagError(Exception):
 
 class StoreLockedError(RagError):
     """The embedded store is held by another process."""
+
+
+class BadQuestion(RagError):
+    """The question cannot be asked as it is (empty, too long): the asker's to fix, not the app's."""

@@ -238,3 +238,14 @@ def embedded_server(settings: Settings) -> EmbeddedServer:
             _servers[key] = server
     server.ensure_running()
     return server
+
+
+def embedded_state(settings: Settings) -> str:
+    """What the embedded server is doing, without starting it."""
+    model = settings.llm_gguf or packaged_gguf()
+    with _servers_lock:
+        server = _servers.get((str(model), settings.llm_context_tokens))
+    if server is None:
+        return "not started yet (starts with the first generated answer)"
+    ended = server.died()
+    return f"running, {server.in_flight} request(s) in flight" if ended is None else f"stopped ({ended})"

@@ -18,6 +18,13 @@ def web_app(chat: ChatApp, user: str | None = None, password: str | None = None)
     """FastAPI rather than Gradio's own launch: middleware (the login throttle) can only be added to an app
     before it starts, and other routes (the API) can share the process."""
     server = fastapi.FastAPI(title="offline-rag", docs_url=None, redoc_url=None, openapi_url=None)
+    return mount_ui(server, chat, user, password)
+
+
+def mount_ui(
+    server: fastapi.FastAPI, chat: ChatApp, user: str | None, password: str | None
+) -> fastapi.FastAPI:
+    """The Gradio app at /, its login (if set) throttled per address."""
     server.add_middleware(LoginThrottle)
     demo = chat.build().queue(default_concurrency_limit=4)
     return gr.mount_gradio_app(

@@ -1,0 +1,59 @@
+"""Errors in OpenAI's shape ({"error": {"message", "type", "param", "code"}}), so its clients raise the right type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from rag.errors import BadQuestion, RagError, StoreLockedError
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, kind: str, code: str | None = None, param: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.kind, self.code, self.param)
+
+
+def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def from_rag_error(exc: RagError) -> ApiError:
+    """The asker's mistake is a 400; a held store a 503 (try again); anything else the app's side, a 500."""
+    if isinstance(exc, BadQuestion):
+        return ApiError(400, str(exc), "invalid_request_error", "bad_question", "messages")
+    if isinstance(exc, StoreLockedError):
+        return ApiError(503, str(exc), "server_error", "store_locked")
+    return ApiError(500, str(exc), "rag_error")
+
+
+def unknown_model(name: str) -> ApiError:
+    return ApiError(
+        404,
+        f"the model {name!r} does not exist: models are the collections (GET /v1/models)",
+        "invalid_request_error",
+        "model_not_found",
+        "model",
+    )
+
+
+async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    error = exc if isinstance(exc, ApiError) else from_rag_error(exc)  # type: ignore[arg-type]
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+async def validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    """Bad JSON or a missing field: 400 with the first problem named, as OpenAI does."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+    param = ".".join(str(part) for part in first["loc"] if part != "body") or None
+    message = f"{param}: {first['msg']}" if param else str(first["msg"])
+    return JSONResponse(error_body(message, "invalid_request_error", None, param), status_code=400)

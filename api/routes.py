@@ -1,0 +1,179 @@
+"""The API's routes: OpenAI's chat, models and embeddings, the collections' documents, and health."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from api import chat
+from api.errors import ApiError, from_rag_error, unknown_model
+from api.schemas import ChatRequest, EmbeddingRequest
+from rag.config import Settings
+from rag.embedder import embedder_from_settings
+from rag.errors import RagError
+from rag.llm import describe_llm
+from rag.llm_server import embedded_state
+from rag.rerank import describe_reranker
+from rag.store import list_collections
+from ui.service import RagService
+
+MODEL_PREFIX = "rag:"
+
+
+def bearer_check(settings: Settings) -> Any:
+    """Every route needs `Authorization: Bearer <RAG_API_KEY>` when the key is set (compared in constant time)."""
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+
+    def check(request: Request) -> None:
+        if key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), key.encode()):
+            raise ApiError(
+                401,
+                "missing or wrong API key (Authorization: Bearer RAG_API_KEY)",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+
+    return check
+
+
+def collection_of(service: RagService, model: str) -> str:
+    """The collection a model name names: `docs` or `rag:docs`."""
+    name = model.removeprefix(MODEL_PREFIX)
+    if name not in list_collections(service.settings):
+        raise unknown_model(model)
+    return name
+
+
+def api_router(service: RagService) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(bearer_check(service.settings))])
+    settings = service.settings
+
+    @router.post("/v1/chat/completions", tags=["OpenAI"])
+    def chat_completions(request: ChatRequest) -> Any:
+        """OpenAI's chat completions; `model` is a collection. Extras in, as `rag`: top_k, top_n, rerank, mode."""
+        name = collection_of(service, request.model)
+        try:
+            pipeline = service.pipeline(name)
+        except RagError as exc:
+            raise from_rag_error(exc) from None
+        if request.stream:
+            return StreamingResponse(
+                chat.stream(pipeline, request, request.model), media_type="text/event-stream"
+            )
+        return chat.complete(pipeline, request, request.model)
+
+    @router.get("/v1/models", tags=["OpenAI"])
+    def models() -> dict[str, Any]:
+        """One model per collection."""
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "rag"}
+                for name in list_collections(settings)
+            ],
+        }
+
+    @router.post("/v1/embeddings", tags=["OpenAI"])
+    def embeddings(request: EmbeddingRequest) -> dict[str, Any]:
+        """The app's own embedder (the one its collections are built with), in OpenAI's shape."""
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        embedder = embedder_from_settings(settings)
+        vectors = embedder.embed(texts).astype(np.float32)
+        tokens = sum(embedder.count_tokens(text) for text in texts)
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encoded(vector, request.encoding_format)}
+                for i, vector in enumerate(vectors)
+            ],
+            "model": settings.embed_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    @router.get("/v1/collections/{collection}/documents", tags=["Documents"])
+    def documents(collection: str) -> dict[str, Any]:
+        return {"object": "list", "data": _service_call(service.documents, collection)}
+
+    @router.post("/v1/collections/{collection}/documents", tags=["Documents"])
+    def upload(collection: str, files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
+        """Files or zips, saved and ingested as the UI's Documents tab does (same limits and rules)."""
+        with tempfile.TemporaryDirectory() as incoming:
+            paths = [_save(file, Path(incoming)) for file in files]
+            saved = _service_call(service.save_uploads, collection, paths)
+            summary = _service_call(service.ingest_uploads, collection)
+        return {
+            "saved": saved.saved,
+            "rejected": [{"file": name, "reason": why} for name, why in saved.rejected],
+            "ingest": summary.as_dict(),
+        }
+
+    @router.delete("/v1/collections/{collection}/documents/{doc_id}", tags=["Documents"])
+    def delete(collection: str, doc_id: str) -> dict[str, Any]:
+        return {"deleted": _service_call(service.delete_document, collection, doc_id), "id": doc_id}
+
+    @router.get("/health", tags=["Health"])
+    async def health() -> dict[str, Any]:
+        return await run_in_threadpool(_health, service)
+
+    return router
+
+
+def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":  # what the openai client asks for by default: little-endian float32
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
+
+
+def _save(file: UploadFile, folder: Path) -> str:
+    name = Path(file.filename or "upload").name  # the name only: a path in it would choose where it goes
+    destination = folder / name
+    with destination.open("wb") as out:
+        shutil.copyfileobj(file.file, out)
+    return str(destination)
+
+
+def _service_call(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except RagError as exc:
+        if "there is no collection" in str(exc):
+            raise ApiError(404, str(exc), "invalid_request_error", "collection_not_found") from None
+        if "collection name" in str(exc):
+            raise ApiError(400, str(exc), "invalid_request_error", "bad_collection_name") from None
+        if "no such document" in str(exc):
+            raise ApiError(404, str(exc), "invalid_request_error", "document_not_found") from None
+        raise from_rag_error(exc) from None
+
+
+def _health(service: RagService) -> dict[str, Any]:
+    settings = service.settings
+    report: dict[str, Any] = {"status": "ok"}
+    try:
+        names = list_collections(settings)
+        report["store"] = {
+            "backend": "qdrant server" if settings.qdrant_url else "qdrant-edge",
+            "collections": names,
+        }
+    except Exception as exc:  # a Qdrant server that cannot be reached fails in many types
+        report["status"] = "degraded"
+        report["store"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        names = []
+    report["embedder"] = {"model": settings.embed_model}
+    report["reranker"] = {name: describe_reranker(settings, name) for name in names}
+    llm = describe_llm(settings)
+    if llm["embedded"]:
+        llm["state"] = embedded_state(settings)
+    report["llm"] = llm
+    return report

@@ -1,0 +1,48 @@
+"""Request bodies in OpenAI's shapes, plus the `rag` extras a caller may send (plain clients never do)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The text of the message; content parts other than text (images, audio) carry none here."""
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class RagOptions(BaseModel):
+    """What the chat pipeline takes besides the question, as `extra_body={"rag": {...}}` in the openai client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    top_n: int | None = Field(default=None, ge=1, le=100)
+    rerank: bool = True
+    mode: Literal["evidence", "generate", "both"] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # temperature, max_tokens, user...: the pipeline sets its own
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    rag: RagOptions = Field(default_factory=RagOptions)
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input: str | list[str] = Field(min_length=1)
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"

@@ -1,0 +1,193 @@
+"""`rag serve` launched for real, driven by the official `openai` client and by plain HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from rag.answer import REFUSAL
+from rag.embedder import Embedder
+from tests.conftest import RAG_BIN, cli_env
+from tests.docs_factory import make_corpus
+
+pytestmark = pytest.mark.slow  # a real server; one test starts the embedded llama.cpp model
+
+KEY = "sk-local-test-key-123456"
+
+
+@dataclass
+class Server:
+    url: str
+    data: Path
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("data")
+    env = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_API_KEY": KEY}
+    corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
+    subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=env, check=True, timeout=300)
+    port = _free_port()
+    log = (data / "serve.log").open("w")
+    process = subprocess.Popen([RAG_BIN, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            assert process.poll() is None, (data / "serve.log").read_text()
+            time.sleep(0.3)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", data)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_chat_completion_with_the_openai_client(server: Server) -> None:
+    response = server.client().chat.completions.create(
+        model="test", messages=[{"role": "user", "content": "What do alpacas eat?"}]
+    )
+    content = response.choices[0].message.content or ""
+    assert "grass and hay" in content and "[1]" in content
+    rag = (response.model_extra or {})["rag"]
+    assert not rag["refused"] and rag["sources"][0]["source"] == "guide.md"
+    assert response.usage is not None and response.usage.completion_tokens > 0
+
+
+def test_streamed_completion_equals_the_whole_one(server: Server) -> None:
+    client = server.client()
+    question = [{"role": "user", "content": "Where do vicunas live?"}]
+    whole = client.chat.completions.create(model="rag:test", messages=question)  # type: ignore[arg-type]
+    chunks = list(client.chat.completions.create(model="rag:test", messages=question, stream=True))  # type: ignore[arg-type]
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content and "Andes" in streamed
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (chunks[-1].model_extra or {})["rag"]["sources"][0]["source"] == "manual.rst"
+
+
+def test_follow_up_uses_the_history(server: Server) -> None:
+    messages = [
+        {"role": "user", "content": "Which animal is the largest living rodent?"},
+        {"role": "assistant", "content": "The capybara is the largest living rodent. [1]"},
+        {"role": "user", "content": "Tell me more about it."},
+    ]
+    response = server.client().chat.completions.create(model="test", messages=messages)  # type: ignore[arg-type]
+    rag = (response.model_extra or {})["rag"]
+    assert "rodent" in rag["standalone_question"] and rag["sources"][0]["source"] == "notes.txt"
+
+
+def test_off_topic_question_is_refused(server: Server) -> None:
+    response = server.client().chat.completions.create(
+        model="test", messages=[{"role": "user", "content": "Who painted the Mona Lisa?"}]
+    )
+    assert (response.model_extra or {})["rag"]["refused"] is True
+    assert response.choices[0].message.content == REFUSAL
+
+
+def test_generated_answer_streams_from_the_embedded_model(server: Server) -> None:
+    stream = server.client().chat.completions.create(
+        model="test",
+        messages=[{"role": "user", "content": "What do alpacas eat?"}],
+        stream=True,
+        extra_body={"rag": {"mode": "generate"}},
+    )
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3 and "".join(pieces).strip()  # token by token, not one block
+    assert (chunks[-1].model_extra or {})["rag"]["llm"]["embedded"] is True
+
+
+def test_wrong_key_unknown_model_and_bad_requests_get_openai_errors(server: Server) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        server.client("sk-wrong").models.list()
+    with pytest.raises(openai.NotFoundError, match="the model 'nope' does not exist") as unknown:
+        server.client().chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError, match="the question is empty"):
+        server.client().chat.completions.create(model="test", messages=[{"role": "user", "content": " "}])
+    with server.http() as http:
+        bad_json = http.post(
+            "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert bad_json.status_code == 400 and bad_json.json()["error"]["type"] == "invalid_request_error"
+        no_messages = http.post("/v1/chat/completions", json={"model": "test"})
+        assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
+        huge = http.post(
+            "/v1/chat/completions", content=b"x" * (5 << 20), headers={"content-type": "application/json"}
+        )
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
+        assert httpx.get(server.url + "/health").status_code == 401
+
+
+def test_models_and_embeddings(server: Server, embedder: Embedder) -> None:
+    client = server.client()
+    assert [m.id for m in client.models.list()] == ["test"]
+    texts = ["Alpacas eat grass.", "The capybara is a rodent."]
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)  # base64 on the wire, by default
+    vectors = np.array([item.embedding for item in result.data])
+    assert vectors.shape == (2, 384)
+    assert np.allclose(vectors, embedder.embed(texts), atol=1e-3)
+    as_floats = client.embeddings.create(model="x", input="hi", encoding_format="float")
+    assert len(as_floats.data[0].embedding) == 384
+
+
+def test_documents_upload_list_ask_delete_over_http(server: Server, tmp_path: Path) -> None:
+    note = tmp_path / "quokka.md"
+    note.write_text("# Quokkas\n\nQuokkas live on Rottnest Island.\n")
+    with server.http() as http:
+        uploaded = http.post(
+            "/v1/collections/test/documents", files={"files": ("quokka.md", note.read_bytes())}
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["ingest"]["added"] == 1
+        listed = http.get("/v1/collections/test/documents").json()["data"]
+        doc_id = next(d["doc_id"] for d in listed if d["source"] == "quokka.md")
+        answer = server.client().chat.completions.create(
+            model="test", messages=[{"role": "user", "content": "Where do quokkas live?"}]
+        )
+        assert "Rottnest" in (answer.choices[0].message.content or "")
+        assert http.delete(f"/v1/collections/test/documents/{doc_id}").json()["deleted"] == "quokka.md"
+        assert "quokka.md" not in {
+            d["source"] for d in http.get("/v1/collections/test/documents").json()["data"]
+        }
+        missing = http.delete("/v1/collections/test/documents/no-such-id")
+        assert missing.status_code == 404
+        escape = http.post("/v1/collections/..%2Fescape/documents", files={"files": ("a.md", b"# A\n\nb\n")})
+        assert escape.status_code in (400, 404)
+
+
+def test_health_docs_and_the_ui_on_the_same_server(server: Server) -> None:
+    with server.http() as http:
+        health = http.get("/health").json()
+    assert health["status"] == "ok" and health["store"]["collections"] == ["test"]
+    assert health["llm"]["embedded"] is True and "state" in health["llm"]
+    docs = httpx.get(server.url + "/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert {"/v1/chat/completions", "/v1/models", "/v1/embeddings", "/health"} <= set(spec["paths"])
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "gradio" in page.text.lower()

@@ -16,7 +16,11 @@ from rag.text import printable
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", type=Path, help="folder of documents (md, txt, rst, html, pdf, docx)")
+    p.add_argument(
+        "folder",
+        type=Path,
+        help="folder of documents (md, txt, rst, html, pdf, docx, pptx, xlsx, csv, epub, ipynb, json, eml, odt)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.add_argument(

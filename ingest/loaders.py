@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -117,17 +117,23 @@ def _text_lines(path: Path) -> Iterator[str]:
 
 def load_text(path: Path, headings: str = "none") -> Iterator[Section]:
     """Stream a text file as sections, split at Markdown or reST headings when asked."""
-    title: str | None = None
+    yield from text_sections(_text_lines(path), headings)
+
+
+def text_sections(
+    lines: Iterable[str], headings: str = "none", title: str | None = None, page: int | None = None
+) -> Iterator[Section]:
+    """Lines (with their line ends) as sections, split at Markdown or reST headings when asked."""
     buffer: list[str] = []
     size = 0
     previous: str | None = None
-    for line in _text_lines(path):
+    for line in lines:
         heading = _heading(line, previous, headings)
         if heading is not None:
             if headings == "rst" and buffer:
                 buffer.pop()  # the title line was already buffered as text
             if any(part.strip() for part in buffer):
-                yield Section("".join(buffer), title)
+                yield Section("".join(buffer), title, page)
             buffer, size, title = [], 0, heading
             previous = None
             continue
@@ -135,10 +141,10 @@ def load_text(path: Path, headings: str = "none") -> Iterator[Section]:
         size += len(line)
         previous = line
         if size >= SECTION_CHARS and not line.strip():
-            yield Section("".join(buffer), title)
+            yield Section("".join(buffer), title, page)
             buffer, size = [], 0
     if any(part.strip() for part in buffer):
-        yield Section("".join(buffer), title)
+        yield Section("".join(buffer), title, page)
 
 
 def _heading(line: str, previous: str | None, style: str) -> str | None:
@@ -179,10 +185,14 @@ def load_html(path: Path) -> Iterator[Section]:
     the Python docs that was most of ingestion's parsing time. A page nested too deep for lxml's tree (2,048
     levels) or for this walk's recursion is read again by events, at any depth.
     """
+    yield from html_sections(path.read_bytes())
+
+
+def html_sections(raw: bytes) -> Iterator[Section]:
+    """`load_html` on bytes already read (a mail's HTML body, say)."""
     import lxml.html
     from lxml import etree
 
-    raw = path.read_bytes()
     if not raw.strip():
         return
     source, parser = _html_source(raw)
@@ -472,6 +482,23 @@ def load_docx(path: Path) -> Iterator[Section]:
 
 Loader = Callable[[Path], Iterator[Section]]
 
+
+def _converted(suffix: str) -> Loader:
+    """A format read by ingest.converters, imported when the first such file comes (markitdown is slow to load)."""
+
+    def load(path: Path) -> Iterator[Section]:
+        from ingest import converters
+
+        loader = {
+            ".eml": converters.load_eml,
+            ".odt": converters.load_odt,
+            ".json": converters.load_json,
+        }.get(suffix)
+        yield from (loader or converters.load_with_markitdown)(path)
+
+    return load
+
+
 LOADERS: dict[str, Loader] = {
     ".txt": lambda p: load_text(p, "none"),
     ".md": lambda p: load_text(p, "markdown"),
@@ -481,6 +508,10 @@ LOADERS: dict[str, Loader] = {
     ".htm": load_html,
     ".pdf": load_pdf,
     ".docx": load_docx,
+    **{
+        suffix: _converted(suffix)
+        for suffix in (".pptx", ".xlsx", ".csv", ".epub", ".ipynb", ".json", ".eml", ".odt")
+    },
 }
 STREAMED = {".txt", ".md", ".markdown", ".rst"}
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     embed_batch_size: int = 64
     embed_threads: int = 0  # 0: let torch decide
     embed_precision: str = "auto"  # auto (bf16 where the CPU has native bf16), float32 or bfloat16
+    # an OpenAI-compatible /v1 endpoint that embeds instead of the local model (RAG_EMBED_MODEL names its model)
+    embed_url: str | None = None
+    embed_api_key: SecretStr | None = None
+    embed_max_tokens: int = Field(default=256, ge=16)  # with embed_url: a chunk's limit, in tiktoken tokens
 
     chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
     chunk_overlap: int = 30

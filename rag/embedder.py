@@ -7,12 +7,15 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rag.config import PACKAGED_EMBEDDER, Settings
 from rag.errors import RagError
+
+if TYPE_CHECKING:
+    from rag.remote_embedder import RemoteEmbedder
 
 
 def resolve_model_path(name: str) -> str:
@@ -140,10 +143,24 @@ def _cached_embedder(name: str, batch_size: int, threads: int, precision: str) -
     return Embedder(name, batch_size, threads, precision)
 
 
-def embedder_from_settings(settings: Settings) -> Embedder:
+def embedder_from_settings(settings: Settings) -> Embedder | RemoteEmbedder:
+    """The local model, or the server at RAG_EMBED_URL."""
+    if settings.embed_url:
+        from rag.remote_embedder import RemoteEmbedder
+
+        return RemoteEmbedder(settings)
     return get_embedder(
         settings.embed_model, settings.embed_batch_size, settings.embed_threads, settings.embed_precision
     )
+
+
+def embedder_name(settings: Settings) -> str:
+    """What a collection records as the embedder that built it."""
+    if settings.embed_url:
+        from rag.remote_embedder import remote_model_name
+
+        return f"remote:{remote_model_name(settings)}"
+    return settings.embed_model
 
 
 class TextEmbedder(Protocol):
@@ -170,9 +187,9 @@ class LazyEmbedder:
     with nothing to embed needs only the name."""
 
     def __init__(self, settings: Settings) -> None:
-        self.name = settings.embed_model
+        self.name = embedder_name(settings)
         self._settings = settings
-        self._model: Embedder | None = None
+        self._model: Embedder | RemoteEmbedder | None = None
         # The parser thread's token counts and the writer's embeds may both be first to need the model.
         self._lock = threading.Lock()
 
@@ -180,7 +197,7 @@ class LazyEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
-    def load(self) -> Embedder:
+    def load(self) -> Embedder | RemoteEmbedder:
         with self._lock:
             if self._model is None:
                 self._model = embedder_from_settings(self._settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -191,3 +192,46 @@ def test_health_docs_and_the_ui_on_the_same_server(server: Server) -> None:
     assert {"/v1/chat/completions", "/v1/models", "/v1/embeddings", "/health"} <= set(spec["paths"])
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and "gradio" in page.text.lower()
+
+
+def test_a_collection_embedded_by_a_server_rag_serve_itself(server: Server, tmp_path: Path) -> None:
+    """RAG_EMBED_URL sends ingestion's and search's embedding to an OpenAI-compatible /v1/embeddings."""
+    corpus = make_corpus(tmp_path / "corpus")
+    remote = {"RAG_EMBED_URL": server.url + "/v1", "RAG_EMBED_API_KEY": KEY, "RAG_COLLECTION": "remote"}
+    env = cli_env(tmp_path / "data") | remote
+    ingested = subprocess.run(
+        [RAG_BIN, "ingest", str(corpus), "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ingested.returncode == 0 and "added 7" in ingested.stdout, ingested.stdout + ingested.stderr
+    asked = subprocess.run(
+        [RAG_BIN, "ask", "--json", "What do alpacas eat?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(asked.stdout)["sources"][0]["source"] == "guide.md", asked.stderr
+    local = subprocess.run(
+        [RAG_BIN, "ask", "What do alpacas eat?"],
+        env=cli_env(tmp_path / "data") | {"RAG_COLLECTION": "remote"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        local.returncode == 2
+        and "built with embedder 'remote:sentence-transformers/all-MiniLM-L6-v2'" in local.stderr
+    )
+    wrong_key = subprocess.run(
+        [RAG_BIN, "ask", "What do alpacas eat?"],
+        env=env | {"RAG_EMBED_API_KEY": "sk-wrong"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong_key.returncode == 2
+    assert wrong_key.stderr.strip().splitlines()[-1].startswith("error: the embedding server at 127.0.0.1:")

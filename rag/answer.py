@@ -201,17 +201,12 @@ class ChatPipeline:
 
     def _evidence(self, query: str, prompt: Prompt, answer: Answer) -> str:
         """The passages' sentences that answer the query, each cited: right by construction when retrieval is."""
-        chosen = evidence.select(query, list(_texts(prompt).items()), self._scorer())
+        scorer = evidence.bi_encoder_scorer(self.searcher.collection.embedder.embed)
+        chosen = evidence.select(query, list(_texts(prompt).items()), scorer)
         quoted = sorted({u.n for u in chosen})
         by_number = {p.n: p for p in prompt.passages}
         answer.sources = [replace(Source.from_passage(by_number[n]), cited_by="quoted") for n in quoted]
         return evidence.render(chosen)
-
-    def _scorer(self) -> evidence.Scorer:
-        reranker = self.searcher.reranker
-        if reranker is not None:
-            return lambda question, units: reranker.score(question, list(units))
-        return evidence.bi_encoder_scorer(self.searcher.collection.embedder.embed)
 
     # ------------------------------------------------------------------ stages
 

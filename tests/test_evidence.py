@@ -125,7 +125,8 @@ def test_a_documents_own_footnote_marks_do_not_look_like_citations() -> None:
 
 
 def test_a_heading_line_loses_to_the_sentence_that_answers() -> None:
-    """A table of contents is as similar to the question as the answer, and answers nothing."""
+    """A table of contents is as similar to the question as the answer, and answers nothing (here in one passage:
+    between passages the rank bonus weighs in too)."""
     toc = "Mirrors\n\n2.1 How do I pick a mirror 2.2 Which mirror is fastest 2.3 Mirror lists"
     prose = (
         "Pick the mirror closest to you, a.k.a. the one with the fewest network hops. It is usually fastest."
@@ -133,8 +134,8 @@ def test_a_heading_line_loses_to_the_sentence_that_answers() -> None:
     scores = {"2.1 How do I pick a mirror 2.2 Which mirror is fastest 2.3 Mirror lists": 0.8}
     chosen = select(
         "How do I pick a mirror?",
-        [(1, toc), (2, prose)],
+        [(1, f"{toc}\n\n{prose}")],
         lambda q, units: np.asarray([scores.get(u, 0.75) for u in units]),
     )
     assert [u.text for u in chosen][0].startswith("Pick the mirror closest to you, a.k.a. the one")
-    assert all(u.n == 2 for u in chosen)
+    assert all("2.1" not in u.text for u in chosen)

@@ -80,16 +80,8 @@ def usage(answer: Answer, history: list[Turn]) -> dict[str, int]:
 
 def complete(pipeline: ChatPipeline, request: ChatRequest, model: str) -> dict[str, Any]:
     question, history = question_and_history(request)
-    options = request.rag
     try:
-        answer = pipeline.ask(
-            question,
-            history,
-            top_k=options.top_k,
-            top_n=options.top_n,
-            rerank=options.rerank,
-            mode=options.mode,
-        )
+        answer = pipeline.ask(question, history, **request.rag.pipeline_options())
     except RagError as exc:
         raise from_rag_error(exc) from None
     return Completion(model).response(answer, history)
@@ -110,14 +102,7 @@ def _events(
     completion = Completion(model)
     yield completion.chunk({"role": "assistant", "content": ""})
     try:
-        events = pipeline.stream(
-            question,
-            history,
-            top_k=options.top_k,
-            top_n=options.top_n,
-            rerank=options.rerank,
-            mode=options.mode,
-        )
+        events = pipeline.stream(question, history, **options.pipeline_options())
         for event in events:
             if isinstance(event, Token):
                 yield completion.chunk({"content": event.text})

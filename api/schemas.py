@@ -30,6 +30,10 @@ class RagOptions(BaseModel):
     rerank: bool = True
     mode: Literal["evidence", "generate", "both"] | None = None
 
+    def pipeline_options(self) -> dict[str, Any]:
+        """As ChatPipeline.ask and .stream take them."""
+        return {"top_k": self.top_k, "top_n": self.top_n, "rerank": self.rerank, "mode": self.mode}
+
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # temperature, max_tokens, user...: the pipeline sets its own

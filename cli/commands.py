@@ -243,33 +243,31 @@ def _sources_text(answer: Any) -> str:
     return "\n".join(lines)
 
 
-def _ui_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument("--port", type=whole(1, 65535), default=7860)
+def _server_args(port: int) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
+        )
+        p.add_argument("--port", type=whole(1, 65535), default=port)
+
+    return add
+
+
+def _ui_password(settings: Settings) -> str | None:
+    return settings.ui_password.get_secret_value() if settings.ui_password else None
 
 
 def _ui(args: argparse.Namespace, settings: Settings) -> int:
     from ui.server import launch
 
-    password = settings.ui_password.get_secret_value() if settings.ui_password else None
-    launch(settings, args.host, args.port, settings.ui_user, password)
+    launch(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
     return 0
-
-
-def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
-    )
-    p.add_argument("--port", type=whole(1, 65535), default=8000)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from api.server import run
 
-    password = settings.ui_password.get_secret_value() if settings.ui_password else None
-    run(settings, args.host, args.port, settings.ui_user, password)
+    run(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
     return 0
 
 
@@ -315,10 +313,10 @@ COMMANDS: dict[str, Command] = {
     "docs": ("List the documents of the collection.", _docs_args, _docs),
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
     "chat": ("Chat in the terminal: follow-up questions see the conversation.", _chat_args, _chat),
-    "ui": ("Open the chat UI in the browser (Gradio).", _ui_args, _ui),
+    "ui": ("Open the chat UI in the browser (Gradio).", _server_args(7860), _ui),
     "serve": (
         "Serve an OpenAI-compatible API (/v1/chat/completions, models, embeddings, documents) and the UI.",
-        _serve_args,
+        _server_args(8000),
         _serve,
     ),
     "eval": ("Measure retrieval and answer quality on a QA file.", _eval_args, _eval),

@@ -66,7 +66,8 @@ class Searcher:
         timings = {"embed_ms": retrieved.embed_ms, "search_ms": retrieved.search_ms, "rerank_ms": 0.0}
         reranker = self.reranker if rerank else None
         if reranker is not None:
-            ranked, timings["rerank_ms"] = reranker.rerank(query, retrieved.hits, top_n)
+            shortlist = retrieved.hits[: self.settings.rerank_candidates]
+            ranked, timings["rerank_ms"] = reranker.rerank(query, shortlist, top_n)
         else:
             ranked = retrieved.hits[:top_n]
         return Ranking(candidates, ranked, self.threshold(reranker is not None), timings)

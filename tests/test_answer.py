@@ -187,6 +187,10 @@ def test_real_cross_encoder_path(
         ),
     )
     assert ranked[0].id == best.id
+    fewer = Searcher(collection, reranker, status, settings.model_copy(update={"rerank_candidates": 4}))
+    shortlisted = fewer.search("What do alpacas eat?", 10, 10)
+    assert len(shortlisted.ranked) == 4  # only the first 4 fused candidates were scored
+    assert {h.id for h in shortlisted.ranked} == {h.id for h in shortlisted.candidates[:4]}
     answer = reranked.ask("What do alpacas eat?")
     assert answer.reranker == f"cross-encoder {folder}"
 

@@ -53,15 +53,18 @@ def _docs_args(p: argparse.ArgumentParser) -> None:
 
 def _docs(args: argparse.Namespace, settings: Settings) -> int:
     from rag.collection import Collection
-    from rag.rerank import describe_reranker
+    from rag.rerank import describe_reranker, retrain_advice
 
     with Collection(settings) as collection:
         docs = collection.documents()
+        advice = retrain_advice(settings, collection.name, collection.store.document_records())
     if args.json:
         print(json.dumps(docs, indent=2))
         return 0
     print(_docs_table(docs))
     print(f"reranker: {describe_reranker(settings)}")
+    if advice:
+        print(f"note: {advice}")
     return 0
 
 

@@ -26,6 +26,7 @@ from ingest.scan import FoundFile, os_error_reason, scan
 from rag.collection import Collection
 from rag.config import Settings
 from rag.errors import RagError
+from rag.rerank import retrain_advice
 from rag.sparse import bm25_document
 from rag.store import PointData
 from rag.store.base import KIND_DOC, chunk_id, document_id
@@ -53,6 +54,7 @@ class IngestSummary:
     seconds: float = 0.0  # without load_seconds, so chunks_per_s stays a throughput
     embed_seconds: float = 0.0
     load_seconds: float = 0.0
+    advice: str | None = None  # e.g. retraining the collection's reranker is due
 
     @property
     def chunks_per_s(self) -> float:
@@ -72,6 +74,7 @@ class IngestSummary:
             "chunks_per_s": round(self.chunks_per_s, 1),
             "skipped_files": [{"source": s, "reason": r} for s, r in self.skipped],
             "failed_files": [{"source": s, "reason": r} for s, r in self.failed],
+            "advice": self.advice,
         }
 
     def render(self) -> str:
@@ -91,6 +94,8 @@ class IngestSummary:
             f"  skipped {printable(s)}: {r}" for s, r in self.skipped if not r.startswith("unsupported")
         ]
         lines += [f"  FAILED  {printable(s)}: {r}" for s, r in self.failed]
+        if self.advice:
+            lines.append(f"note: {self.advice}")
         return "\n".join(lines)
 
 
@@ -165,6 +170,9 @@ class IngestJob:
         if work or summary.deleted:  # optimizing an untouched shard costs time and changes nothing
             self.store.finish()
         summary.seconds = time.perf_counter() - started - summary.load_seconds
+        if summary.added or summary.updated or summary.deleted:
+            current = self.store.document_records()
+            summary.advice = retrain_advice(self.settings, self.collection.name, current)
         return summary
 
     def _too_big(self, size: int) -> str:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # 30, 20 and 15) and brought its p95 from 396 to 271 ms here (see README); raise it on collections whose first
     # stage finds the answer lower down
     rerank_candidates: int = Field(default=20, ge=1, le=1000)
+    rerank_retrain_share: float = Field(
+        default=0.2, ge=0
+    )  # changed documents past which retraining is offered
     relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
     history_tokens: int = 600

@@ -161,6 +161,21 @@ def describe_reranker(settings: Settings, collection: str | None = None) -> str:
     return f"cross-encoder {folder} ({_origin(name, card, _threshold(settings, card))})"
 
 
+def retrain_advice(settings: Settings, collection: str, records: list[dict[str, Any]]) -> str | None:
+    """A line offering to retrain the collection's reranker when its documents changed by more than
+    RAG_RERANK_RETRAIN_SHARE since training (never forced: the old model keeps serving meanwhile)."""
+    if settings.rerank_model:
+        return None
+    card = RerankerCard.load(collection_reranker_dir(settings, collection))
+    share = card.changed_share(records) if card is not None else None
+    if card is None or share is None or share <= settings.rerank_retrain_share:
+        return None
+    return (
+        f"{share:.0%} of the documents changed since this collection's reranker was trained "
+        f"({card.trained_at[:10]}); retrain it: rag train-reranker --collection {collection}"
+    )
+
+
 def _threshold(settings: Settings, card: RerankerCard) -> float:
     """The card's calibrated threshold, unless RAG_RERANK_THRESHOLD is set."""
     return settings.rerank_threshold if "rerank_threshold" in settings.model_fields_set else card.threshold

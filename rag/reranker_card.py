@@ -28,6 +28,16 @@ class RerankerCard:
     held_out: dict[str, Any] = field(
         default_factory=dict
     )  # acc@1 on held-out mined groups, calibration rates
+    documents: dict[str, str] = field(default_factory=dict)  # doc_id: content hash, as trained on
+
+    def changed_share(self, records: list[dict[str, Any]]) -> float | None:
+        """The share of documents added, changed or removed since training (None: the card predates the record)."""
+        if not self.documents:
+            return None
+        now = {str(r["doc_id"]): str(r.get("content_hash", "")) for r in records}
+        changed = sum(1 for doc, digest in now.items() if self.documents.get(doc) != digest)
+        removed = sum(1 for doc in self.documents if doc not in now)
+        return (changed + removed) / max(1, len(self.documents))
 
     def save(self, folder: Path) -> None:
         (folder / CARD).write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -165,6 +165,18 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     assert not worse.replaced and worse.mrr["new"] < worse.mrr["current"], worse
     assert RerankerCard.load(folder) == card and not folder.with_name("reranker.new").exists()
 
+    # The collection then changes by more than RAG_RERANK_RETRAIN_SHARE (20%): retraining is offered, not forced.
+    corpus = tmp_path / "corpus"
+    for animal in ("tapir", "okapi"):
+        (corpus / f"{animal}.md").write_text(f"# {animal.title()}s\n\nThe {animal} is a shy forest animal.\n")
+    again = subprocess.run([RAG_BIN, "ingest", str(corpus)], env=env, capture_output=True, text=True)
+    offer = (
+        f"{2 / len(card.documents):.0%} of the documents changed since this collection's reranker was trained"
+    )
+    assert f"note: {offer}" in again.stdout and "rag train-reranker --collection animals" in again.stdout
+    assert offer in subprocess.run([RAG_BIN, "docs"], env=env, capture_output=True, text=True).stdout
+    assert RerankerCard.load(folder) == card  # still the one in use
+
 
 def test_keyword_queries_use_salient_terms_not_in_the_heading(
     tmp_path: Path, settings: Settings, embedder: Embedder

@@ -57,6 +57,7 @@ class Mined:
     answer_docs: list[str]  # the document that answers each held-out question
     unanswerable: list[Pool]  # off-topic questions and their candidates
     counts: Counter[str] = field(default_factory=Counter)
+    documents: dict[str, str] = field(default_factory=dict)  # doc_id: content hash, what was mined from
 
 
 @dataclass
@@ -129,7 +130,12 @@ def mine_for_training(
     counts["off-topic questions left out as maybe answerable here"] = len(everything) - len(off_topic)
     unanswerable = [(q, [h.chunk.passage() for h in _candidates(retriever, q)]) for q in off_topic]
     answer_docs = [g.doc_id for g in scored]
-    return Mined(train_groups, held_out, answerable, candidate_docs, answer_docs, unanswerable, counts)
+    documents = {
+        str(r["doc_id"]): str(r.get("content_hash", "")) for r in collection.store.document_records()
+    }
+    return Mined(
+        train_groups, held_out, answerable, candidate_docs, answer_docs, unanswerable, counts, documents
+    )
 
 
 def _candidates(retriever: Retriever, query: str) -> list[Hit]:
@@ -254,6 +260,7 @@ def _card(
             "mrr@10": mrr["new"],
             **calibration,
         },
+        documents=mined.documents,
     )
 
 

@@ -19,7 +19,7 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.errors import RagError
 from rag.llm import describe_llm
-from rag.rerank import describe_reranker
+from rag.rerank import describe_reranker, retrain_advice
 from rag.store import check_collection_name, list_collections
 from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker
 
@@ -171,6 +171,12 @@ class RagService:
 
     def status(self, collection: str) -> dict[str, str]:
         reranker = describe_reranker(self.settings, collection)
+        opened = self._collections.get(collection)
+        advice = (
+            retrain_advice(self.settings, collection, opened.store.document_records()) if opened else None
+        )
+        if advice:
+            reranker += f"; {advice}"
         llm = describe_llm(self.settings)
         where = "embedded llama.cpp server" if llm["embedded"] else llm["host"]
         store = (

@@ -51,7 +51,13 @@ def bearer_check(settings: Settings) -> Any:
 def collection_of(service: RagService, model: str) -> str:
     """The collection a model name names: `docs` or `rag:docs`."""
     name = model.removeprefix(MODEL_PREFIX)
-    if name not in list_collections(service.settings):
+    try:
+        known = list_collections(service.settings)
+    except Exception as exc:  # a Qdrant server that cannot be reached fails in many types
+        raise ApiError(
+            503, f"cannot list the collections: {exc}", "server_error", "store_unavailable"
+        ) from None
+    if name not in known:
         raise unknown_model(model)
     return name
 

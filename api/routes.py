@@ -143,7 +143,9 @@ def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:
 
 
 def _save(file: UploadFile, folder: Path) -> str:
-    name = Path(file.filename or "upload").name  # the name only: a path in it would choose where it goes
+    name = Path(file.filename or "").name  # the name only: a path in it would choose where it goes
+    if name in ("", ".", ".."):
+        name = "upload"
     destination = folder / name
     with destination.open("wb") as out:
         shutil.copyfileobj(file.file, out)

@@ -177,6 +177,8 @@ def test_documents_upload_list_ask_delete_over_http(server: Server, tmp_path: Pa
         }
         missing = http.delete("/v1/collections/test/documents/no-such-id")
         assert missing.status_code == 404
+        odd = http.post("/v1/collections/test/documents", files={"files": ("..", b"# A\n\nb\n")})
+        assert odd.status_code == 200 and odd.json()["rejected"][0]["file"] == "upload", odd.text
         escape = http.post("/v1/collections/..%2Fescape/documents", files={"files": ("a.md", b"# A\n\nb\n")})
         assert escape.status_code in (400, 404)
 

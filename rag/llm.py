@@ -148,7 +148,7 @@ class LLMClient:
             with response:
                 for chunk in response:
                     chunks += 1
-                    choices = chunk.choices
+                    choices = getattr(chunk, "choices", None)  # a usage-only chunk may have none
                     if choices and choices[0].delta.content:
                         yield choices[0].delta.content
                     if time.monotonic() - started > self.total_s:

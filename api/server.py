@@ -30,9 +30,7 @@ def api_app(
     server.add_exception_handler(ApiError, api_error_handler)
     server.add_exception_handler(RagError, api_error_handler)
     server.add_exception_handler(RequestValidationError, validation_handler)
-    server.add_middleware(
-        BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=int(settings.upload_max_mb * 2**20)
-    )
+    server.add_middleware(BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=settings.upload_max_bytes)
     server.include_router(api_router(chat.service))
     return mount_ui(server, chat, user, password), chat
 

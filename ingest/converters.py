@@ -16,7 +16,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ingest.loaders import SNIFF_BYTES, LoadError, Section, html_sections, sniff_encoding, text_sections
+from ingest.loaders import (
+    SNIFF_BYTES,
+    Headings,
+    LoadError,
+    Section,
+    html_sections,
+    sniff_encoding,
+    text_sections,
+    title_of,
+    under_heading,
+)
 
 _SLIDE = re.compile(r"^<!-- Slide number: (\d+) -->\s*$", re.MULTILINE)
 
@@ -44,11 +54,8 @@ def load_with_markitdown(path: Path) -> Iterator[Section]:
     from markitdown import StreamInfo
 
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        _check_text(path)
-    info = StreamInfo(
-        extension=suffix, filename=path.name, local_path=str(path), charset=_charset(path, suffix)
-    )
+    charset = _text_encoding(path) if suffix == ".csv" else None  # a binary file named .csv fails here
+    info = StreamInfo(extension=suffix, filename=path.name, local_path=str(path), charset=charset)
     try:
         with path.open("rb") as stream:
             result = _converter(suffix).convert(stream, info)
@@ -64,7 +71,7 @@ def load_with_markitdown(path: Path) -> Iterator[Section]:
 def load_json(path: Path) -> Iterator[Section]:
     """Valid JSON as one "key path: value" line per value ("animals 1 name: wombat"), which an embedder reads
     far better than braces and quotes (a question on an indented dump was refused); broken JSON is a failure."""
-    _check_text(path)
+    _text_encoding(path)  # a binary file named .json fails here, as a text file would
     try:
         data = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -84,14 +91,8 @@ def _flattened(value: Any, path: list[str]) -> Iterator[str]:
         yield f"{' '.join(path)}: {text}" if path else text
 
 
-def _check_text(path: Path) -> None:
-    with path.open("rb") as raw:
-        sniff_encoding(raw.read(SNIFF_BYTES))  # raises on binary content
-
-
-def _charset(path: Path, suffix: str) -> str | None:
-    if suffix != ".csv":
-        return None
+def _text_encoding(path: Path) -> str:
+    """The text file's encoding, as the text loader sniffs it; LoadError on binary content."""
     with path.open("rb") as raw:
         return sniff_encoding(raw.read(SNIFF_BYTES))
 
@@ -143,18 +144,14 @@ def _mail_text(message: Any) -> str:
 
 def load_odt(path: Path) -> Iterator[Section]:
     """An OpenDocument text's paragraphs and lists, split at its headings (outline levels make the title path)."""
-    import zipfile
-
     from odf import opendocument, teletype
     from odf.namespaces import TEXTNS
 
     try:
         document = opendocument.load(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except Exception as exc:  # zipfile's, KeyError for a missing part, SAX errors on a broken content.xml
         raise LoadError(f"corrupt or unreadable ODT: {_reason(exc)}") from exc
-    except Exception as exc:  # odfpy's XML parser raises SAX errors of its own on a broken content.xml
-        raise LoadError(f"corrupt or unreadable ODT: {_reason(exc)}") from exc
-    stack: list[tuple[int, str]] = []
+    stack: Headings = []
     title: str | None = None
     buffer: list[str] = []
     for element in _blocks(document.text, TEXTNS):
@@ -163,9 +160,8 @@ def load_odt(path: Path) -> Iterator[Section]:
             if buffer:
                 yield Section("\n".join(buffer), title)
                 buffer = []
-            level = int(element.getAttrNS(TEXTNS, "outline-level") or 1)
-            stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, text)]
-            title = " › ".join(h for _, h in stack if h)
+            stack = under_heading(stack, int(element.getAttrNS(TEXTNS, "outline-level") or 1), text)
+            title = title_of(stack)
         elif text:
             buffer.append(text)
     if buffer:

@@ -389,7 +389,7 @@ def _page_title(root: Any) -> str | None:
 
 
 def _split_marked(text: str, page_title: str | None) -> Iterator[Section]:
-    stack: list[tuple[int, str]] = []
+    stack: Headings = []
     parts = text.split(_MARK)
     # parts: text, level, heading, text, level, heading, text, ...
     current = _tidy(parts[0])
@@ -398,7 +398,7 @@ def _split_marked(text: str, page_title: str | None) -> Iterator[Section]:
         if current:
             yield Section(current, title)
         level, heading = int(parts[i]), parts[i + 1]
-        stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
+        stack = under_heading(stack, level, heading)
         title = " › ".join(h for _, h in stack)
         current = _tidy(parts[i + 2])
     if current:
@@ -439,6 +439,19 @@ def _pdf_title(reader: object) -> str | None:
         return None
 
 
+Headings = list[tuple[int, str]]  # the open headings, outermost first, with their levels
+
+
+def under_heading(open_headings: Headings, level: int, heading: str) -> Headings:
+    """The open headings once a heading of this level starts: the shallower ones stay, it is added."""
+    return [(lvl, h) for lvl, h in open_headings if lvl < level] + [(level, heading)]
+
+
+def title_of(open_headings: Headings) -> str:
+    """A section's title path ("Part › Chapter"), empty headings left out."""
+    return " › ".join(h for _, h in open_headings if h)
+
+
 def load_docx(path: Path) -> Iterator[Section]:
     """Paragraphs and tables of a Word file, split at its Heading styles."""
     import zipfile
@@ -456,7 +469,7 @@ def load_docx(path: Path) -> Iterator[Section]:
         raise LoadError("corrupt or unreadable DOCX: not a Word (zip) package") from exc
     except ValueError as exc:
         raise LoadError(f"corrupt or unreadable DOCX: {exc}") from exc
-    stack: list[tuple[int, str]] = []
+    stack: Headings = []
     title: str | None = None
     buffer: list[str] = []
     for paragraph in document.paragraphs:
@@ -466,9 +479,8 @@ def load_docx(path: Path) -> Iterator[Section]:
             if buffer:
                 yield Section("\n".join(buffer), title)
                 buffer = []
-            level = int(style.split()[-1]) if style.split()[-1].isdigit() else 0
-            stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, text)]
-            title = " › ".join(h for _, h in stack if h)
+            stack = under_heading(stack, int(style.split()[-1]) if style.split()[-1].isdigit() else 0, text)
+            title = title_of(stack)
         elif text:
             buffer.append(text)
     for table in document.tables:

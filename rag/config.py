@@ -132,6 +132,10 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
+    @property
+    def upload_max_bytes(self) -> int:
+        return int(self.upload_max_mb * 2**20)
+
     def collection_dir(self, collection: str | None = None) -> Path:
         return self.data_dir / "collections" / (collection or self.collection)
 

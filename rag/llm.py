@@ -20,6 +20,7 @@ import openai
 from rag.config import Settings
 from rag.errors import RagError
 from rag.llm_server import EmbeddedServer, embedded_server
+from rag.text import first_line
 
 log = logging.getLogger("rag.llm")
 
@@ -120,7 +121,7 @@ class LLMClient:
                 # raw bytes, bad JSON or a wrong shape inside the stream: the openai client has no type for it
                 raise RagError(
                     f"the LLM endpoint at {self.host} sent a reply that is not OpenAI's chat stream "
-                    f"({type(exc).__name__}: {_first_line(str(exc))[:120]})"
+                    f"({type(exc).__name__}: {first_line(str(exc), 120)})"
                 ) from None
             if produced:
                 return
@@ -197,18 +198,14 @@ class LLMClient:
             text = f"the LLM endpoint at {self.host} does not know model {getattr(self, 'model', '?')!r} (check RAG_LLM_MODEL)"
         elif isinstance(exc, openai.APIStatusError):
             text = (
-                f"the LLM endpoint at {self.host} answered HTTP {exc.status_code}: {_first_line(exc.message)}"
+                f"the LLM endpoint at {self.host} answered HTTP {exc.status_code}: {first_line(exc.message)}"
             )
         else:
-            text = f"LLM error from {self.host}: {_first_line(str(exc))}"
+            text = f"LLM error from {self.host}: {first_line(str(exc))}"
         return RagError(self._redact(text))
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***") if len(self._key) >= 4 else text
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
 def open_llm(settings: Settings) -> LLMClient:

@@ -11,6 +11,7 @@ import openai
 
 from rag.config import PACKAGED_EMBEDDER, Settings
 from rag.errors import RagError
+from rag.text import first_line
 from rag.tokens import count
 
 RETRIES = 3  # the openai client's own, with backoff: embedding a batch again changes nothing
@@ -66,11 +67,11 @@ class RemoteEmbedder:
             response = self._client.embeddings.create(model=self.model, input=texts)
         except openai.APIStatusError as exc:
             raise RagError(
-                f"the embedding server at {self.host} answered HTTP {exc.status_code}: {_first_line(exc.message)}"
+                f"the embedding server at {self.host} answered HTTP {exc.status_code}: {first_line(exc.message)}"
             ) from None
         except openai.OpenAIError as exc:
             raise RagError(
-                f"cannot get embeddings from {self.host} (RAG_EMBED_URL): {_first_line(str(exc))}"
+                f"cannot get embeddings from {self.host} (RAG_EMBED_URL): {first_line(str(exc))}"
             ) from None
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(texts):
@@ -87,7 +88,3 @@ def remote_model_name(settings: Settings) -> str:
     if settings.embed_model == PACKAGED_EMBEDDER:
         return "sentence-transformers/all-MiniLM-L6-v2"
     return settings.embed_model
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else ""

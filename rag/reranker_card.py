@@ -34,7 +34,7 @@ class RerankerCard:
         """The share of documents added, changed or removed since training (None: the card predates the record)."""
         if not self.documents:
             return None
-        now = {str(r["doc_id"]): str(r.get("content_hash", "")) for r in records}
+        now = document_hashes(records)
         changed = sum(1 for doc, digest in now.items() if self.documents.get(doc) != digest)
         removed = sum(1 for doc in self.documents if doc not in now)
         return (changed + removed) / max(1, len(self.documents))
@@ -49,6 +49,11 @@ class RerankerCard:
             return None
         data = json.loads(path.read_text())
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def document_hashes(records: list[dict[str, Any]]) -> dict[str, str]:
+    """A collection's document records as doc_id: content hash, what a card remembers of what it was trained on."""
+    return {str(r["doc_id"]): str(r.get("content_hash", "")) for r in records}
 
 
 def collection_reranker_dir(settings: Settings, collection: str | None = None) -> Path:

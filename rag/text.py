@@ -58,6 +58,11 @@ def content_words(text: str) -> set[str]:
     return set(normalize_tokens(CITATION.sub(" ", text))) - STOPWORDS
 
 
+def first_line(text: str, limit: int = 200) -> str:
+    """An error message's first line, cut to limit: what a one-line report has room for."""
+    return text.strip().splitlines()[0][:limit] if text.strip() else ""
+
+
 def printable(text: str) -> str:
     """A file name on one line of a table or summary: a newline or other control character is shown escaped."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)

@@ -25,7 +25,7 @@ from rag.embedder import cpu_has_native_bf16
 from rag.errors import RagError
 from rag.llm import LLMClient
 from rag.rerank import build_cross_encoder
-from rag.reranker_card import RerankerCard, collection_reranker_dir
+from rag.reranker_card import RerankerCard, collection_reranker_dir, document_hashes
 from rag.retrieval import Mode, Retriever
 from rag.store import Hit
 from training.reranker import Group, TrainResult, mine, split_held_out, train
@@ -130,9 +130,7 @@ def mine_for_training(
     counts["off-topic questions left out as maybe answerable here"] = len(everything) - len(off_topic)
     unanswerable = [(q, [h.chunk.passage() for h in _candidates(retriever, q)]) for q in off_topic]
     answer_docs = [g.doc_id for g in scored]
-    documents = {
-        str(r["doc_id"]): str(r.get("content_hash", "")) for r in collection.store.document_records()
-    }
+    documents = document_hashes(collection.store.document_records())
     return Mined(
         train_groups, held_out, answerable, candidate_docs, answer_docs, unanswerable, counts, documents
     )

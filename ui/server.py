@@ -35,7 +35,7 @@ def mount_ui(
         css=CSS,
         show_error=False,
         footer_links=["api"],
-        max_file_size=int(chat.settings.upload_max_mb * 2**20),
+        max_file_size=chat.settings.upload_max_bytes,
     )
 
 

@@ -140,7 +140,7 @@ class RagService:
 
     def _zip_limits(self) -> ZipLimits:
         return ZipLimits(
-            int(self.settings.upload_max_mb * 2**20),
+            self.settings.upload_max_bytes,
             self.settings.upload_max_files,
             self.settings.data_dir / ".incoming",
         )

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,3 +40,36 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env["RAG_DATA_DIR"] = str(data_dir)
     env.pop("QDRANT_URL", None)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def launched(
+    command: str, data: Path, env: dict[str, str], timeout_s: float
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`rag <command> --port N` on a free loopback port, yielded once the port accepts connections, stopped at
+    the end; its output goes to data/<command>.log, shown if it exits before its port opens."""
+    port = free_port()
+    log_path = data / f"{command}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [RAG_BIN, command, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    assert process.poll() is None, log_path.read_text()
+                    time.sleep(0.3)
+            yield port, process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

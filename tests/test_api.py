@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 from rag.answer import REFUSAL
 from rag.embedder import Embedder
-from tests.conftest import RAG_BIN, cli_env
+from tests.conftest import RAG_BIN, cli_env, launched
 from tests.docs_factory import make_corpus
 
 pytestmark = pytest.mark.slow  # a real server; one test starts the embedded llama.cpp model
@@ -37,35 +35,14 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("data")
     env = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_API_KEY": KEY}
     corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
     subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=env, check=True, timeout=300)
-    port = _free_port()
-    log = (data / "serve.log").open("w")
-    process = subprocess.Popen([RAG_BIN, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert process.poll() is None, (data / "serve.log").read_text()
-            time.sleep(0.3)
-    try:
+    with launched("serve", data, env, timeout_s=120) as (port, _):
         yield Server(f"http://127.0.0.1:{port}", data)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_chat_completion_with_the_openai_client(server: Server) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,19 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RAG_BIN, REPO, cli_env
+from tests.conftest import RAG_BIN, REPO, cli_env, launched
 from tests.docs_factory import make_corpus
 
 pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -46,25 +39,8 @@ def _launched(tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[
     corpus = make_corpus(tmp_path_factory.mktemp("corpus"))
     full_env = cli_env(data) | {"RAG_COLLECTION": "test"} | env
     subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=full_env, check=True, timeout=300)
-    port = _free_port()
-    log = (data / "ui.log").open("w")
-    process = subprocess.Popen(
-        [RAG_BIN, "ui", "--port", str(port)], env=full_env, stdout=log, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert process.poll() is None, (data / "ui.log").read_text()
-            time.sleep(0.5)
-    try:
+    with launched("ui", data, full_env, timeout_s=180) as (port, process):
         yield App(f"http://127.0.0.1:{port}/", process.pid, data)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

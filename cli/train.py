@@ -10,6 +10,7 @@ from typing import Any
 
 from cli.numbers import positive, whole
 from rag.config import Settings
+from training.links import LINK_QUESTIONS
 
 
 @dataclass
@@ -21,6 +22,8 @@ class TrainOptions:
     max_groups: int | None = None
     layers: int = 6
     keyword_questions: int = 0
+    link_questions: int = LINK_QUESTIONS
+    link_filter: bool = False
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
@@ -39,6 +42,17 @@ def train_args(p: argparse.ArgumentParser) -> None:
         help="also N keyword queries from chunks' salient terms not in their headings",
     )
     p.add_argument(
+        "--link-questions",
+        type=whole(0),
+        default=LINK_QUESTIONS,
+        help=f"N queries from the sentences around links to other pages (default {LINK_QUESTIONS})",
+    )
+    p.add_argument(
+        "--link-filter",
+        action="store_true",
+        help="keep a link query only when the bi-encoder ranks its linked chunk first",
+    )
+    p.add_argument(
         "--max-groups", type=whole(2), help="stop mining after N (query, positive, negatives) groups"
     )
     p.add_argument(
@@ -55,6 +69,8 @@ def train_command(args: argparse.Namespace, settings: Settings) -> int:
         args.max_groups,
         args.layers,
         args.keyword_questions,
+        args.link_questions,
+        args.link_filter,
     )
     train_and_report(settings, options)
     return 0
@@ -77,6 +93,8 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
             options.llm_questions,
             options.max_groups,
             keyword_questions=options.keyword_questions,
+            link_questions=options.link_questions,
+            link_filter=options.link_filter,
         )
     print(f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups")
     for reason, n in sorted(mined.counts.items()):

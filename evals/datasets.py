@@ -4,8 +4,9 @@ python -m evals.datasets [--dest evals/data] [--corpora corpora]
 
 Every FAQ section whose heading asks a question becomes one item: the heading is the question, the section's
 text (down to the next heading of the same or a higher level) the reference answer, and the FAQ page the gold
-source, relative to the corpus's doc root (the folder `rag eval --docs` ingests). Both sets end with the same
-hand-written questions that neither corpus answers (`answerable: false`), to measure refusals.
+source, relative to the corpus's doc root (the folder `rag eval --docs` ingests). A third set asks the Python FAQ's
+questions of the docs without the FAQ: its gold are the reference pages each answer links to. Every set ends with
+the same hand-written questions that no corpus answers (`answerable: false`), to measure refusals.
 """
 
 from __future__ import annotations
@@ -102,19 +103,43 @@ def _after(container: Tag, heading: Tag) -> Iterator[PageElement]:
     yield from elements[start + 1 + len(list(heading.descendants)) :]
 
 
+def _section(heading: Tag) -> Iterator[PageElement]:
+    """The elements after a heading up to the next heading of the same or a higher level."""
+    level = _HEADING_LEVEL[heading.name]
+    for element in _after(_container(heading), heading):
+        if isinstance(element, Tag) and _HEADING_LEVEL.get(element.name, 99) <= level:
+            return
+        yield element
+
+
 def section_text(heading: Tag) -> str:
     """The text after a heading up to the next heading of the same or a higher level, whitespace collapsed."""
-    level = _HEADING_LEVEL[heading.name]
     parts: list[str] = []
-    for element in _after(_container(heading), heading):
+    for element in _section(heading):
         if isinstance(element, Tag):
-            if _HEADING_LEVEL.get(element.name, 99) <= level:
-                break
             if element.name in _BLOCK_TAGS:
                 parts.append(" ")
         elif type(element) is NavigableString:  # not comments, scripts or stylesheets
             parts.append(str(element))
     return " ".join("".join(parts).replace("¶", " ").split())
+
+
+def section_links(heading: Tag, page: Path, root: Path) -> list[str]:
+    """The pages under root that the section links to (Sphinx's internal references), relative to root, in
+    order of first appearance; anchors dropped, links back to the page itself left out."""
+    found: list[str] = []
+    for element in _section(heading):
+        if not (isinstance(element, Tag) and element.name == "a"):
+            continue
+        href = str(element.get("href") or "").split("#")[0]
+        if not href or "://" in href or href.startswith(("mailto:", "/")):
+            continue
+        target = (page.parent / href).resolve()
+        if target != page.resolve() and target.is_relative_to(root.resolve()) and target.is_file():
+            relative = target.relative_to(root.resolve()).as_posix()
+            if relative not in found:
+                found.append(relative)
+    return found
 
 
 def truncate(text: str, limit: int) -> str:
@@ -131,11 +156,16 @@ def _is_question(title: str) -> bool:
     return "?" in title
 
 
+def _question_headings(path: Path, levels: tuple[str, ...]) -> Iterator[Tag]:
+    for heading in _soup(path).find_all(list(levels)):
+        if isinstance(heading, Tag) and _is_question(_heading_text(heading)):
+            yield heading
+
+
 def question_sections(path: Path, levels: tuple[str, ...]) -> Iterator[tuple[str, str]]:
     """(question, answer text) for each heading among `levels` in the file that asks a question."""
-    for heading in _soup(path).find_all(list(levels)):
-        if isinstance(heading, Tag) and _is_question(title := _heading_text(heading)):
-            yield title, section_text(heading)
+    for heading in _question_headings(path, levels):
+        yield _heading_text(heading), section_text(heading)
 
 
 # --- the two FAQs ----------------------------------------------------------------------------------------
@@ -150,6 +180,28 @@ def python_faq(root: Path, answer_chars: int = ANSWER_CHARS) -> list[QAItem]:
             items.append(
                 QAItem(f"py-{page.stem}-{n:02d}", question, truncate(answer, answer_chars), [GoldRef(source)])
             )
+    return items
+
+
+# Pages a FAQ answer links to that do not answer it: term definitions, indexes, other FAQ pages.
+_NOT_REFERENCE = re.compile(
+    r"^(faq/|glossary\.html$|genindex|py-modindex\.html$|search\.html$|index\.html$|contents\.html$)"
+)
+
+
+def python_faq_references(root: Path, answer_chars: int = ANSWER_CHARS) -> list[QAItem]:
+    """The Python FAQ's questions with the reference pages their answers link to as gold: for a collection of the
+    Python docs without the FAQ (`--exclude 'faq/*'`), the answer must be found in library and language reference
+    pages, whose text rarely repeats the question's words. Questions whose answers link to no such page are left
+    out."""
+    items: list[QAItem] = []
+    for page in sorted((root / "faq").glob("*.html")):
+        for n, heading in enumerate(_question_headings(page, ("h2", "h3")), 1):
+            links = [link for link in section_links(heading, page, root) if not _NOT_REFERENCE.match(link)]
+            if links:
+                answer = truncate(section_text(heading), answer_chars)
+                gold = [GoldRef(link) for link in links]
+                items.append(QAItem(f"pyref-{page.stem}-{n:02d}", _heading_text(heading), answer, gold))
     return items
 
 
@@ -198,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"python docs root: {python_root}\ndebian FAQ root: {debian_root}")
     build("python_faq", python_faq, python_root, args.dest)
+    build("python_faq_references", python_faq_references, python_root, args.dest)
     build("debian_faq", debian_faq, debian_root, args.dest)
     return 0
 

@@ -255,7 +255,7 @@ def _decoded(raw: bytes) -> str:
 def _walk(element: Any, out: list[str]) -> None:
     """Visible text in document order; headings become marks that `_split_marked` turns into section titles."""
     tag = element.tag  # a comment's or processing instruction's tag is not a str: its text is not shown
-    if isinstance(tag, str) and not _is_dropped(tag, element.attrib):
+    if isinstance(tag, str) and not is_dropped(tag, element.attrib):
         if tag in _HEADING_TAGS:
             out.append(f"\n{_MARK}{tag[1]}{_MARK}{_heading_text(element)}{_MARK}\n")
         else:
@@ -305,7 +305,7 @@ class _FlatText(HTMLParser):
         if self.dropping is not None:
             name, open_count = self.dropping
             self.dropping = (name, open_count + (tag == name))
-        elif _is_dropped(tag, dict(attrs)):
+        elif is_dropped(tag, dict(attrs)):
             self.dropping = (tag, 1)
         elif tag in _HEADING_TAGS:
             self.heading = (tag[1], [])
@@ -354,7 +354,7 @@ def _walk_text(element: Any, out: list[str]) -> None:
     if element.text:
         out.append(element.text)
     for child in element:
-        if isinstance(child.tag, str) and not _is_dropped(child.tag, child.attrib):
+        if isinstance(child.tag, str) and not is_dropped(child.tag, child.attrib):
             _walk_text(child, out)
             if child.tag in _BLOCK_TAGS:
                 out.append(" ")
@@ -369,7 +369,7 @@ _HIDDEN_STYLE = re.compile(
 )
 
 
-def _is_dropped(tag: str, attrs: Any) -> bool:
+def is_dropped(tag: str, attrs: Any) -> bool:
     """Scripts, navigation, page furniture, and elements a browser does not show (where injected instructions
     hide): plain attribute checks, as CSS selectors need soupsieve's tables."""
     return (

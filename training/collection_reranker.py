@@ -28,6 +28,7 @@ from rag.rerank import build_cross_encoder
 from rag.reranker_card import RerankerCard, collection_reranker_dir, document_hashes
 from rag.retrieval import Mode, Retriever
 from rag.store import Hit
+from training.links import LINK_QUESTIONS
 from training.reranker import Group, TrainResult, mine, split_held_out, train
 
 log = logging.getLogger("rag.train")
@@ -108,12 +109,24 @@ def mine_for_training(
     max_groups: int | None = None,
     seed: int = 0,
     keyword_questions: int = 0,
+    link_questions: int = LINK_QUESTIONS,
+    link_filter: bool = False,
 ) -> Mined:
     """Groups to train on and hold out, and the calibration candidates: all the store reads training needs, so
     the caller can close the collection before training (ingestion and chat are not locked out for long)."""
     counts: Counter[str] = Counter()
     groups = mine(
-        collection, exclude, negatives, llm, llm_questions, max_groups, seed, counts, keyword_questions
+        collection,
+        exclude,
+        negatives,
+        llm,
+        llm_questions,
+        max_groups,
+        seed,
+        counts,
+        keyword_questions,
+        link_questions,
+        link_filter,
     )
     if len(groups) < 2:
         raise RagError("too few training groups mined: ingest more documents first")

@@ -1,8 +1,9 @@
 """`rag train-reranker`: mine (question, positive, hard negatives) from a collection and fine-tune a CrossEncoder.
 
-Queries come from section headings (as written when they are questions, else as keyword queries) and, optionally,
-from the LLM asked for a question each sampled chunk answers. A query is kept only when the bi-encoder ranks its
-source chunk first, so it is answerable from that chunk. Hard negatives are the hybrid retriever's next best chunks
+Queries come from section headings (as written when they are questions, else as keyword queries), from the
+sentences around links to other pages (training.links: the linked page answers them in words of its own) and,
+optionally, from salient terms and from the LLM asked for a question each sampled chunk answers. A heading, keyword
+or LLM query is kept only when the bi-encoder ranks its source chunk first, so it is answerable from that chunk. Hard negatives are the hybrid retriever's next best chunks
 from other documents. Training is listwise: softmax cross-entropy over (positive, negatives), with a time budget
 and the best checkpoint on held-out mined groups kept.
 """
@@ -24,8 +25,10 @@ from rag.collection import Collection
 from rag.embedder import cpu_has_native_bf16
 from rag.llm import LLMClient
 from rag.retrieval import Mode, Retriever
+from rag.store import SearchFilter
 from rag.store.payload import ChunkPayload
 from rag.text import STOPWORDS, WORD, matches_glob
+from training.links import link_queries
 
 log = logging.getLogger("rag.train")
 
@@ -37,7 +40,7 @@ class Group:
     query: str
     positive: str
     negatives: list[str]
-    origin: str  # "heading", "keywords" or "llm"
+    origin: str  # "heading", "keywords", "llm" or "link"
     doc_id: str = ""  # the positive's document
 
 
@@ -128,8 +131,13 @@ def mine(
     seed: int = 0,
     counts: Counter[str] | None = None,
     keyword_count: int = 0,
+    link_count: int = 0,
+    dense_filter: bool = False,
 ) -> list[Group]:
-    """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why."""
+    """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why.
+
+    Headings, keyword and LLM queries are kept only when the bi-encoder ranks their chunk first; link queries only
+    with dense_filter (their positive is the linked page, which the author chose, not the bi-encoder)."""
     rng = random.Random(seed)
     counts = Counter() if counts is None else counts
     chunks = _chunks(collection, exclude)
@@ -140,14 +148,20 @@ def mine(
         asked = llm_queries(chunks, llm, llm_count, rng)
         counts["llm: no question in the reply"] += min(llm_count, len(chunks)) - len(asked)
         candidates += [(q, c, "llm") for q, c in asked]
-    rng.shuffle(candidates)
     retriever = Retriever(collection.store, collection.embedder)
+    quoted_in: dict[str, str] = {}  # a link query: the document its sentence was taken from
+    if link_count:
+        linked = _linked_chunks(retriever, chunks, link_count, rng, counts)
+        candidates += [(q, c, "link") for q, c, _ in linked]
+        quoted_in = {q: doc for q, _, doc in linked}
+    rng.shuffle(candidates)
     groups: list[Group] = []
     for query, chunk, origin in candidates:
         if max_groups and len(groups) >= max_groups:
             counts[f"{origin}: not tried (max groups reached)"] += 1
             continue
-        group = _group(retriever, query, chunk, origin, negatives, exclude)
+        check = dense_filter if origin == "link" else True
+        group = _group(retriever, query, chunk, origin, negatives, exclude, check, quoted_in.get(query))
         if isinstance(group, Group):
             groups.append(group)
         counts[f"{origin}: {group if isinstance(group, str) else 'kept'}"] += 1
@@ -155,19 +169,49 @@ def mine(
     return groups
 
 
+def _linked_chunks(
+    retriever: Retriever, chunks: list[ChunkPayload], count: int, rng: random.Random, counts: Counter[str]
+) -> list[tuple[str, ChunkPayload, str]]:
+    """(query, positive, the query's own document) for link queries: the positive is the chunk of the linked
+    document that the bi-encoder finds closest to the query (a link names a page, seldom the passage)."""
+    doc_of = {c.source: c.doc_id for c in chunks}
+    out = []
+    for link in link_queries(chunks, count, rng):
+        hits = retriever.retrieve(link.query, 1, Mode.DENSE, SearchFilter(path_prefix=link.target)).hits
+        if hits:
+            out.append((link.query, hits[0].chunk, doc_of[link.source]))
+        else:
+            counts["link: linked document not found"] += 1
+    return out
+
+
 def _group(
-    retriever: Retriever, query: str, chunk: ChunkPayload, origin: str, negatives: int, exclude: list[str]
+    retriever: Retriever,
+    query: str,
+    chunk: ChunkPayload,
+    origin: str,
+    negatives: int,
+    exclude: list[str],
+    dense_filter: bool = True,
+    quoted_in: str | None = None,
 ) -> Group | str:
-    """A group when the bi-encoder ranks the query's source chunk first (so the query is answerable from it), with
-    negatives from other documents; else why not, in words."""
-    dense = retriever.retrieve(query, 1, Mode.DENSE).hits
-    if not dense or (dense[0].chunk.doc_id, dense[0].chunk.chunk_index) != (chunk.doc_id, chunk.chunk_index):
-        return "source not ranked first by the bi-encoder"
+    """A group of the query, its positive and negatives from other documents; else why not, in words.
+
+    With dense_filter, only when the bi-encoder ranks the positive's chunk first (so the query is answerable from
+    it; this also keeps the questions the first stage already answers). A link query's negatives never come from
+    the page its sentence was taken from (quoted_in): that page holds the query word for word."""
+    if dense_filter:
+        dense = retriever.retrieve(query, 1, Mode.DENSE).hits
+        if not dense or (dense[0].chunk.doc_id, dense[0].chunk.chunk_index) != (
+            chunk.doc_id,
+            chunk.chunk_index,
+        ):
+            return "source not ranked first by the bi-encoder"
     hybrid = retriever.retrieve(query, 30, Mode.HYBRID).hits
     others = [
         h.chunk.passage()
         for h in hybrid
-        if h.chunk.doc_id != chunk.doc_id and not matches_glob(h.chunk.source, exclude)
+        if h.chunk.doc_id not in (chunk.doc_id, quoted_in) and not matches_glob(h.chunk.source, exclude)
     ]
     if len(others) < negatives:
         return "too few negatives"

@@ -41,3 +41,21 @@ def test_progress_counts_chunks_and_files(
     again = ingest_folder(settings, root, progress=True)
     assert again.unchanged == 7
     assert capsys.readouterr().err == f"scanning {root}…\n0 files to ingest (7 unchanged)\n"
+
+
+def test_into_a_log_the_notes_and_a_line_a_minute_replace_the_bar(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr is not a terminal here (pytest captures it): a run sent to a log used to print nothing at all."""
+    import ingest.progress
+
+    monkeypatch.setattr(ingest.progress, "LOG_EVERY_S", 0.0)  # every batch due, as if each took a minute
+    root = make_corpus(tmp_path / "corpus").resolve()
+    summary = ingest_folder(settings, root)
+    err = capsys.readouterr().err
+    assert err.startswith(f"scanning {root}…\n7 files to ingest (0 unchanged); loading the embedder…\n")
+    assert "\r" not in err and "chunks/s" not in err  # no bar
+    lines = re.findall(r"embedded (\d+) of (\d+) chunks found so far, files \d+/7", err)
+    assert lines and int(lines[-1][0]) <= summary.chunks
+    ingest_folder(settings, root, progress=False)
+    assert capsys.readouterr().err == ""

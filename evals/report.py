@@ -75,6 +75,10 @@ def write_report(out: Path, summary: dict[str, Any]) -> None:
         *(f"{k}: {v}" for k, v in summary["threshold"].items()),
         "```",
         "",
+        "## Refusals by the pipeline's rule (reranker or bi-encoder), top-n passages",
+        "",
+        *(f"- {k}: {v}" for k, v in summary.get("refusal", {}).items()),
+        "",
     ]
     if "judge_scores" in summary:
         lines += ["## LLM judge", "", *(f"- {k}: {_fmt(v)}" for k, v in summary["judge_scores"].items()), ""]

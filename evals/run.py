@@ -100,7 +100,8 @@ class Evaluator:
 
         rows: list[dict[str, Any]] = []
         answers: list[dict[str, Any]] = []
-        relevance: list[tuple[bool, float]] = []
+        relevance: list[tuple[bool, float]] = []  # the pipeline's configuration: answerable, top relevance
+        answered: list[tuple[bool, bool]] = []  # and answerable, whether it answers
         self.options.out.mkdir(parents=True, exist_ok=True)
         with (self.options.out / "results.jsonl").open("w") as out:
             for item in tqdm(items, desc="questions", unit="q"):
@@ -109,11 +110,12 @@ class Evaluator:
                     rows.append(row)
                     out.write(json.dumps(row) + "\n")
                 relevance.append((item.answerable, self._top_relevance(rows[-1])))
+                answered.append((item.answerable, rows[-1]["answers"]))
                 if not self.options.no_llm:
                     answer_row = self._answer_row(item)
                     answers.append(answer_row)
                     out.write(json.dumps(answer_row) + "\n")
-        return self._summary(items, rows, answers, relevance)
+        return self._summary(items, rows, answers, relevance, answered)
 
     def _retrieval_row(self, item: QAItem, config: Config) -> dict[str, Any]:
         top_k = self.settings.top_k
@@ -130,6 +132,8 @@ class Evaluator:
             "retrieved_before_rerank": [_hit_row(i + 1, h) for i, h in enumerate(candidates)],
             "retrieved": [_hit_row(i + 1, h) for i, h in enumerate(final)],
             "metrics": retrieval_scores(item, final) if item.gold_docs() else {},
+            # whether the pipeline, reading these top-n passages, would answer (else refuse)
+            "answers": any(ranking.is_relevant(h) for h in final[: self.settings.top_n]),
             "timings": {k: round(v, 2) for k, v in timings.items()},
         }
 
@@ -182,6 +186,7 @@ class Evaluator:
         rows: list[dict[str, Any]],
         answers: list[dict[str, Any]],
         relevance: list[tuple[bool, float]],
+        answered: list[tuple[bool, bool]],
     ) -> dict[str, Any]:
         retrieval: dict[str, dict[str, Any]] = {}
         for config in self.configs:
@@ -205,6 +210,7 @@ class Evaluator:
             "reranker": self.searcher.rerank_status.describe(),
             "retrieval": retrieval,
             "threshold": calibrate(relevance, self.searcher.threshold(rerank=True)),
+            "refusal": _refusal_summary(answered),
             "answer_mode": self.settings.answer_mode,
             "answers": _answer_summary(answers) if answers else "skipped (--no-llm)",
             "llm": answers[0]["llm"] if answers else None,
@@ -256,6 +262,18 @@ def _judge_summary(answers: list[dict[str, Any]]) -> dict[str, Any]:
             [j["answer_relevance"] for j in judged if j.get("answer_relevance") is not None]
         ),
         "judged": len(judged),
+    }
+
+
+def _refusal_summary(answered: list[tuple[bool, bool]]) -> dict[str, Any]:
+    """How often the pipeline's own rule (rag.search.Ranking.relevant) answers the answerable questions and
+    refuses the others, from the top-n passages of the last configuration (the one chat runs)."""
+    yes = [answers for answerable, answers in answered if answerable]
+    no = [answers for answerable, answers in answered if not answerable]
+    return {
+        "answered_rate": round(sum(yes) / len(yes), 3) if yes else None,
+        "refusal_accuracy": round(1 - sum(no) / len(no), 3) if no else None,
+        "questions": {"answerable": len(yes), "unanswerable": len(no)},
     }
 
 

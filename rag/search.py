@@ -18,10 +18,19 @@ class Ranking:
     ranked: list[Hit]  # the final order, cut to top_n
     threshold: float  # relevance under which a passage does not answer (the reranker's scale when it ran)
     timings: dict[str, float] = field(default_factory=dict)
+    # When reranked: a passage the bi-encoder finds at least this close is relevant whatever the reranker says
+    # (None: the reranker alone decides)
+    dense_threshold: float | None = None
 
     @property
     def relevant(self) -> list[Hit]:
-        return [h for h in self.ranked if h.relevance >= self.threshold]
+        return [h for h in self.ranked if self.is_relevant(h)]
+
+    def is_relevant(self, hit: Hit) -> bool:
+        if hit.relevance >= self.threshold:
+            return True
+        dense = hit.dense_score
+        return self.dense_threshold is not None and dense is not None and dense >= self.dense_threshold
 
     @property
     def best_relevance(self) -> float:
@@ -70,7 +79,10 @@ class Searcher:
             ranked, timings["rerank_ms"] = reranker.rerank(query, shortlist, top_n)
         else:
             ranked = retrieved.hits[:top_n]
-        return Ranking(candidates, ranked, self.threshold(reranker is not None), timings)
+        reranked = reranker is not None
+        either = reranked and not self.settings.rerank_alone_refuses
+        dense_threshold = self.settings.relevance_threshold if either else None
+        return Ranking(candidates, ranked, self.threshold(reranked), timings, dense_threshold)
 
     def threshold(self, rerank: bool) -> float:
         """The relevance under which a passage does not answer: the reranker's when it runs, else the dense one."""

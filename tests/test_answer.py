@@ -208,3 +208,17 @@ def test_the_embedded_model_cites_only_passages_it_was_given(pipeline: ChatPipel
             assert sentence.cites and set(sentence.cites) <= given, (question, answer.answer)
         assert answer.invalid_citations == []
         assert {s.cited_by for s in answer.sources} <= {"model", "unsupported"}
+
+
+def test_a_reranked_passage_is_relevant_when_either_scorer_says_so() -> None:
+    from rag.search import Ranking
+    from rag.store import Hit
+
+    def hit(dense: float, rerank: float) -> Hit:
+        return Hit(f"{dense}-{rerank}", 0.0, {}, dense_score=dense, rerank_score=rerank)
+
+    low_rerank_close, both_low, high_rerank = hit(0.6, 0.1), hit(0.3, 0.1), hit(0.2, 0.9)
+    ranked = [high_rerank, low_rerank_close, both_low]
+    either = Ranking(ranked, ranked, threshold=0.8, dense_threshold=0.45)
+    assert either.relevant == [high_rerank, low_rerank_close]
+    assert Ranking(ranked, ranked, threshold=0.8).relevant == [high_rerank]  # the reranker alone

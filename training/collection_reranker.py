@@ -39,6 +39,11 @@ CALIBRATION_QUESTIONS = 60  # held-out questions scored at most (each costs CAND
 MIN_ANSWERED = (
     0.95  # held-out questions the calibrated threshold must still answer (at most 5% false refusals)
 )
+# A model's threshold must refuse this share of the off-topic questions, else refusing is left to the bi-encoder
+# (threshold NO_REFUSAL): one trained with link queries (training.links) held out sentences that scored like
+# off-topic questions, was calibrated to 0.22 and refused none of them.
+MIN_REFUSED = 0.9
+NO_REFUSAL = 1.0  # no passage scores above it: with rag.search's either rule, the bi-encoder alone decides
 ON_TOPIC_COSINE = 0.6  # an off-topic question this close to a chunk may be answerable here: not used
 # How the pipeline runs it (and calibration scores it): 128 tokens in bf16 where the CPU has it natively scored 30
 # pairs in half the time of 256 in fp32 at MRR@10 0.992 against 0.994 (README, "Training a reranker offline").
@@ -87,10 +92,13 @@ class Outcome:
             return "\n".join([*lines, f"not installed: {self.reason}; {now}"])
         assert self.card is not None
         held = self.card.held_out
+        refusal = held.get("refusal") or (
+            f"refusal threshold {self.card.threshold:.3f} (held-out questions answered "
+            f"{held.get('answered_rate', '?')}, off-topic refused {held.get('refusal_accuracy', '?')})"
+        )
         lines.append(
-            f"reranker for collection {collection!r} in {self.folder}; refusal threshold {self.card.threshold:.3f} "
-            f"(held-out questions answered {held.get('answered_rate', '?')}, off-topic refused "
-            f"{held.get('refusal_accuracy', '?')}); ask, chat, ui and eval use it from now on (--no-rerank: off)"
+            f"reranker for collection {collection!r} in {self.folder}; {refusal}; ask, chat, ui and eval use it "
+            "from now on (--no-rerank: off)"
         )
         return "\n".join(lines)
 
@@ -282,12 +290,16 @@ def calibrate(yes: list[float], no: list[float]) -> tuple[float, dict[str, Any]]
         return 0.5, {"calibration": "too few questions to calibrate; 0.5 assumed"}
     threshold = best_threshold(yes, no, MIN_ANSWERED)
     at = rates(yes, no, threshold)
-    return threshold, {
+    stats = {
         "balanced_accuracy": round(at.balanced, 3),
         "calibration_questions": {"answerable": len(yes), "unanswerable": len(no)},
         "answered_rate": round(at.answered, 3),
         "refusal_accuracy": round(at.refused, 3),
     }
+    if at.refused < MIN_REFUSED:
+        left = f"left to the bi-encoder: the best threshold ({threshold:.3f}) refused only {at.refused:.0%}"
+        return NO_REFUSAL, {**stats, "refusal": f"{left} of the off-topic questions"}
+    return threshold, stats
 
 
 def _swap(fresh: Path, folder: Path) -> None:

@@ -96,7 +96,7 @@ def test_a_reranker_that_ranks_worse_than_the_first_stage_is_not_installed(
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "first stage 1.000" in trained.stdout
-    assert "not installed: it ranks the held-out questions worse than the first stage" in trained.stdout
+    assert "not installed: it ranks the held-out questions no better than the first stage" in trained.stdout
     assert "the collection has no reranker" in trained.stdout
     folder = collection_reranker_dir(Settings(data_dir=data, collection="animals"))
     assert not folder.exists() and not folder.with_name("reranker.new").exists()

@@ -1,4 +1,4 @@
-"""Train a collection's own reranker, calibrate its refusal threshold, and keep it only if it is no worse.
+"""Train a collection's own reranker, calibrate its refusal threshold, and keep it only if it ranks better.
 
 The model goes beside the collection's store (rag.reranker_card), where chat, eval and the UI find it with no
 setting. The threshold is calibrated on the run's own data: held-out mined questions (answerable) against
@@ -173,8 +173,8 @@ def train_collection_reranker(
     layers: int = 6,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Outcome:
-    """Train into a new folder; install it only if it ranks the held-out questions' candidates at least as well as
-    the first stage and as the collection's current model, else discard it and say why."""
+    """Train into a new folder; install it only if it ranks the held-out questions' candidates better than the
+    first stage and at least as well as the collection's current model, else set it aside and say why."""
     folder = collection_reranker_dir(settings)
     fresh = folder.with_name(folder.name + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
@@ -205,9 +205,11 @@ def train_collection_reranker(
 
 def _verdict(mrr: dict[str, float]) -> str | None:
     """Why the new model must not be installed, or None."""
-    if mrr["new"] < mrr["first_stage"]:
+    # A tie is no gain: on the Debian FAQ's held-out chapters, a model that tied the first stage on its 3 held-out
+    # groups (MRR@10 1.000) cut MRR@10 on those chapters' questions from 0.985 to 0.908.
+    if mrr["new"] <= mrr["first_stage"]:
         return (
-            f"it ranks the held-out questions worse than the first stage alone (MRR@10 {mrr['new']:.3f} < "
+            f"it ranks the held-out questions no better than the first stage alone (MRR@10 {mrr['new']:.3f} <= "
             f"{mrr['first_stage']:.3f}: the first stage may rank this collection well already, or train longer)"
         )
     if "current" in mrr and mrr["current"] > mrr["new"]:

@@ -250,9 +250,12 @@ class ChatPipeline:
         relevant = ranking.relevant
         if not relevant:
             log.info(
-                "refusing: best relevance %.3f is under the threshold %.3f",
+                "refusing: best relevance %.3f is under the threshold %.3f%s",
                 ranking.best_relevance,
                 ranking.threshold,
+                ""
+                if ranking.dense_threshold is None
+                else f", and no passage's dense similarity reaches {ranking.dense_threshold:.3f}",
             )
             return None
         prompt = build_prompt(

@@ -74,7 +74,7 @@ def test_mined_link_groups_point_to_the_linked_page_and_never_take_negatives_fro
         counts: Counter[str] = Counter()
         groups = mine(collection, exclude=[], negatives=2, counts=counts, link_count=10)
         dropped: Counter[str] = Counter()
-        mine(collection, exclude=[], negatives=2, counts=dropped, link_count=10, dense_filter=True)
+        mine(collection, exclude=[], negatives=2, counts=dropped, link_count=10, link_filter=True)
     links = [g for g in groups if g.origin == "link"]
     assert {g.doc_id for g in links} == {
         d["doc_id"] for d in _records(settings) if d["source"] in ("fridge.html", "boiler.html")

@@ -1,9 +1,9 @@
 """`rag train-reranker`: mine (question, positive, hard negatives) from a collection and fine-tune a CrossEncoder.
 
-Queries come from section headings (as written when they are questions, else as keyword queries), from the
-sentences around links to other pages (training.links: the linked page answers them in words of its own) and,
-optionally, from salient terms and from the LLM asked for a question each sampled chunk answers. A heading, keyword
-or LLM query is kept only when the bi-encoder ranks its source chunk first, so it is answerable from that chunk. Hard negatives are the hybrid retriever's next best chunks
+Queries come from section headings (as written when they are questions, else as keyword queries) and, optionally,
+from salient terms, from the sentences around links to other pages (training.links) and from the LLM asked for a
+question each sampled chunk answers. A heading, keyword or LLM query is kept only when the bi-encoder ranks its
+source chunk first, so it is answerable from that chunk. Hard negatives are the hybrid retriever's next best chunks
 from other documents. Training is listwise: softmax cross-entropy over (positive, negatives), with a time budget
 and the best checkpoint on held-out mined groups kept.
 """
@@ -132,12 +132,12 @@ def mine(
     counts: Counter[str] | None = None,
     keyword_count: int = 0,
     link_count: int = 0,
-    dense_filter: bool = False,
+    link_filter: bool = False,
 ) -> list[Group]:
     """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why.
 
     Headings, keyword and LLM queries are kept only when the bi-encoder ranks their chunk first; link queries only
-    with dense_filter (their positive is the linked page, which the author chose, not the bi-encoder)."""
+    with link_filter (their positive is the linked page, which the author chose, not the bi-encoder)."""
     rng = random.Random(seed)
     counts = Counter() if counts is None else counts
     chunks = _chunks(collection, exclude)
@@ -160,7 +160,7 @@ def mine(
         if max_groups and len(groups) >= max_groups:
             counts[f"{origin}: not tried (max groups reached)"] += 1
             continue
-        check = dense_filter if origin == "link" else True
+        check = link_filter if origin == "link" else True
         group = _group(retriever, query, chunk, origin, negatives, exclude, check, quoted_in.get(query))
         if isinstance(group, Group):
             groups.append(group)

@@ -133,7 +133,7 @@ class Evaluator:
             "retrieved": [_hit_row(i + 1, h) for i, h in enumerate(final)],
             "metrics": retrieval_scores(item, final) if item.gold_docs() else {},
             # whether the pipeline, reading these top-n passages, would answer (else refuse)
-            "answers": any(ranking.is_relevant(h) for h in final[: self.settings.top_n]),
+            "answers": bool(ranking.relevant_among(final[: self.settings.top_n])),
             "timings": {k: round(v, 2) for k, v in timings.items()},
         }
 

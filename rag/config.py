@@ -80,9 +80,9 @@ class Settings(BaseSettings):
     )  # changed documents past which retraining is offered
     relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
     rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
-    # Off: a reranked passage is relevant when either the cross-encoder or the bi-encoder (relevance_threshold)
-    # says so. A reranker calibrated on mined questions scored reference-page answers so low that it refused 88% of
-    # answerable questions there (README, "Questions that need reference pages").
+    # Off: when no reranked passage reaches the cross-encoder's threshold, those the bi-encoder finds close enough
+    # (relevance_threshold) answer. A reranker calibrated on mined questions scored reference-page answers so low
+    # that alone it refused 88% of answerable questions there (README, "Questions that need reference pages").
     rerank_alone_refuses: bool = False
     history_tokens: int = 600
     # evidence: the passages' own answering sentences, each cited; generate: the LLM's answer; both: evidence, then

@@ -18,19 +18,23 @@ class Ranking:
     ranked: list[Hit]  # the final order, cut to top_n
     threshold: float  # relevance under which a passage does not answer (the reranker's scale when it ran)
     timings: dict[str, float] = field(default_factory=dict)
-    # When reranked: a passage the bi-encoder finds at least this close is relevant whatever the reranker says
-    # (None: the reranker alone decides)
+    # When reranked and no passage reaches the reranker's threshold: the passages the bi-encoder finds at least this
+    # close are relevant (None: the reranker alone decides)
     dense_threshold: float | None = None
 
     @property
     def relevant(self) -> list[Hit]:
-        return [h for h in self.ranked if self.is_relevant(h)]
+        return self.relevant_among(self.ranked)
 
-    def is_relevant(self, hit: Hit) -> bool:
-        if hit.relevance >= self.threshold:
-            return True
-        dense = hit.dense_score
-        return self.dense_threshold is not None and dense is not None and dense >= self.dense_threshold
+    def relevant_among(self, hits: list[Hit]) -> list[Hit]:
+        """The hits that answer: those at the threshold; failing any, those the bi-encoder finds close enough.
+        The reranker's own passages are kept when it has some: adding the bi-encoder's too lowered evidence token
+        F1 on the Python FAQ from 0.524 to 0.493."""
+        scored = [h for h in hits if h.relevance >= self.threshold]
+        if scored or self.dense_threshold is None:
+            return scored
+        limit = self.dense_threshold
+        return [h for h in hits if h.dense_score is not None and h.dense_score >= limit]
 
     @property
     def best_relevance(self) -> float:

@@ -220,5 +220,8 @@ def test_a_reranked_passage_is_relevant_when_either_scorer_says_so() -> None:
     low_rerank_close, both_low, high_rerank = hit(0.6, 0.1), hit(0.3, 0.1), hit(0.2, 0.9)
     ranked = [high_rerank, low_rerank_close, both_low]
     either = Ranking(ranked, ranked, threshold=0.8, dense_threshold=0.45)
-    assert either.relevant == [high_rerank, low_rerank_close]
-    assert Ranking(ranked, ranked, threshold=0.8).relevant == [high_rerank]  # the reranker alone
+    assert either.relevant == [high_rerank]  # the reranker found one: its passages answer
+    assert either.relevant_among([low_rerank_close, both_low]) == [low_rerank_close]  # else the bi-encoder's
+    assert either.relevant_among([both_low]) == []
+    alone = Ranking(ranked, ranked, threshold=0.8)
+    assert alone.relevant_among([low_rerank_close, both_low]) == []  # the reranker alone

@@ -43,7 +43,7 @@ MIN_ANSWERED = (
 # (threshold NO_REFUSAL): one trained with link queries (training.links) held out sentences that scored like
 # off-topic questions, was calibrated to 0.22 and refused none of them.
 MIN_REFUSED = 0.9
-NO_REFUSAL = 1.0  # no passage scores above it: with rag.search's either rule, the bi-encoder alone decides
+NO_REFUSAL = 1.0  # no passage scores above it: rag.search then falls back to the bi-encoder's threshold
 ON_TOPIC_COSINE = 0.6  # an off-topic question this close to a chunk may be answerable here: not used
 # How the pipeline runs it (and calibration scores it): 128 tokens in bf16 where the CPU has it natively scored 30
 # pairs in half the time of 256 in fp32 at MRR@10 0.992 against 0.994 (README, "Training a reranker offline").

@@ -1,8 +1,7 @@
 """What `rag ingest` tells a person at a terminal while it works, on stderr; nothing when progress is off.
 
 Into a log (stderr not a terminal) the same notes go, and a line a minute instead of the bar. The bar counts chunks
-embedded, because that is what moves: a run of a few large files would otherwise sit at
-0/N files for minutes. Its total is the chunks the parser has found so far, which grows until parsing ends.
+embedded, because that is what moves: a run of a few large files would otherwise sit at 0/N files for minutes. Its total is the chunks the parser has found so far, which grows until parsing ends.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ class IngestProgress:
             self._bar.total = max(self.found, self._bar.n + count)
             self._bar.update(count)
         elif self.show and time.monotonic() >= self._next_line:
-            self._next_line += LOG_EVERY_S
+            self._next_line = time.monotonic() + LOG_EVERY_S  # after a stall, not a burst of catch-up lines
             self.note(
                 f"embedded {self.embedded_count} of {max(self.found, self.embedded_count)} chunks found so far, "
                 f"files {self.files_done}/{self.files_total}"

@@ -158,6 +158,8 @@ def _print_answer(
             sys.stdout.flush()
     assert answer is not None
     print("\n")
+    if answer.searched_for:
+        print(f"(searched for: {answer.searched_for})\n")
     if answer.unsupported:
         print("Not supported by the passages (check before relying on them):")
         print("\n".join(f"  ! {text}" for text in answer.unsupported) + "\n")
@@ -304,7 +306,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         summary = run_eval(settings, options)
     except QAFormatError as exc:
         raise RagError(str(exc)) from None
-    print(json.dumps(summary["retrieval"], indent=2))
+    print(json.dumps(summary["by_kind" if "by_kind" in summary else "retrieval"], indent=2))
     print(f"report: {args.out / 'report.md'}")
     return 0
 

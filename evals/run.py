@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from evals import metrics
+from evals.conversations import ConversationEvaluator, is_conversation_file, load_conversations, report_lines
 from evals.judge import Judge
 from evals.qa import QAItem, load_qa
 from rag.answer import Answer, ChatPipeline, open_chat
@@ -296,9 +297,14 @@ def calibrate(relevance: list[tuple[bool, float]], current: float) -> dict[str, 
 
 
 def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
-    items = load_qa(options.qa)[: options.limit] if options.limit else load_qa(options.qa)
+    """A QA set's retrieval and answer metrics, or a conversation set's per turn kind (evals.conversations)."""
     if options.collection:
         settings = settings.model_copy(update={"collection": options.collection})
+    conversational = is_conversation_file(options.qa)
+    if conversational:
+        conversations = load_conversations(options.qa)[: options.limit or None]
+    else:
+        items = load_qa(options.qa)[: options.limit or None]
     started = time.perf_counter()
     ingest_summary = None
     if options.docs is not None:
@@ -307,10 +313,17 @@ def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
         ingest_summary = ingest_folder(settings, options.docs).as_dict()
     with Collection(settings) as collection:
         with_llm = not options.no_llm and settings.answer_mode != "evidence"
-        summary = Evaluator(settings, open_chat(collection, with_llm), options).run(items)
+        pipeline = open_chat(collection, with_llm)
+        if conversational:
+            summary = ConversationEvaluator(pipeline, options.out).run(conversations, options.qa)
+        else:
+            summary = Evaluator(settings, pipeline, options).run(items)
     summary["ingestion"] = ingest_summary
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (options.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if conversational:
+        (options.out / "report.md").write_text("\n".join(report_lines(summary)) + "\n")
+        return summary
     from evals.report import write_report
 
     write_report(options.out, summary)

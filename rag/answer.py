@@ -11,9 +11,12 @@ from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
+from rag.conversation import TurnQuery, plan_turn, stems, topic_words, valid_rewrite
 from rag.errors import BadQuestion, RagError
 from rag.grammar import citation_grammar
 from rag.llm import LLMClient, Message, open_llm
@@ -21,13 +24,15 @@ from rag.prompt import ECHO_STOPS, REFUSAL, Passage, Prompt, build_prompt, is_re
 from rag.search import Ranking, Searcher
 from rag.store import SearchFilter
 from rag.support import SentenceCheck, check_sentences
-from rag.text import WORD
 from rag.tokens import count
 
 log = logging.getLogger("rag.answer")
 
 SNIPPET_CHARS = 300
 MAX_QUESTION_SHARE = 0.25  # of the LLM's window: the passages need the rest
+# A follow-up searched with its topic's words is answered from passages that hold one of its own words, or are at
+# least this close to the question alone (README, "Conversations")
+OWN_WORDS_FLOOR = 0.3
 
 SUMMARY_LABEL = "**The model's summary** (it may be wrong; the quotes above are the documents' own words): "
 
@@ -83,6 +88,14 @@ class Answer:
     context: list[Source] = field(default_factory=list)  # every passage the LLM saw
     context_dropped: int = 0
     sentences: list[SentenceCheck] = field(default_factory=list)  # the answer's (or summary's) support check
+    history_used: str = (
+        ""  # why the search took words from the conversation ("" when it searched the question)
+    )
+
+    @property
+    def searched_for(self) -> str:
+        """What the search read when it was not the question as asked (a follow-up with its topic's words)."""
+        return self.standalone_question if self.standalone_question != self.question else ""
 
     @property
     def unsupported(self) -> list[str]:
@@ -92,6 +105,7 @@ class Answer:
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
+            "history_used": self.history_used,
             "answer": self.answer,
             "refused": self.refused,
             "sources": [asdict(s) for s in self.sources],
@@ -151,12 +165,11 @@ class ChatPipeline:
         started = time.perf_counter()
         question = question.strip()
         self._check_length(question)
-        if history and self.llm is not None:
-            yield Status("rewriting the follow-up question…")
-        standalone = self.condense(question, history or [])
         yield Status("searching the documents…")
-        ranking = self.searcher.search(standalone, top_k, top_n, rerank=rerank, flt=flt)
+        plan, ranking = self.retrieve(question, history or [], top_k, top_n, rerank, flt)
+        standalone = plan.searched
         answer = Answer(question, standalone, reranker=self.searcher.reranker_label(rerank))
+        answer.history_used = plan.reason
         answer.llm = asdict(self.llm.info) if self.llm else {}
         answer.timings = _search_timings(ranking)
         prompt = self._prompt(standalone, ranking)
@@ -210,17 +223,67 @@ class ChatPipeline:
 
     # ------------------------------------------------------------------ stages
 
-    def condense(self, question: str, history: list[Turn]) -> str:
-        """A follow-up rewritten with the history into a standalone question (the question itself if no history)."""
+    def retrieve(
+        self,
+        question: str,
+        history: list[Turn],
+        top_k: int | None = None,
+        top_n: int | None = None,
+        rerank: bool = True,
+        flt: SearchFilter | None = None,
+    ) -> tuple[TurnQuery, Ranking]:
+        """The turn's search (rag.conversation) and its ranking.
+
+        The question is searched alone first. Only a follow-up (a pronoun, an ellipsis, too few words of its own)
+        whose own words find nothing relevant is searched again with the words of its topic steering at
+        CONTEXT_WEIGHT (or as the model's validated rewrite, when RAG_HISTORY_REWRITE is on): the conversation
+        never replaces an answer the question finds by itself.
+        """
+        alone = self.searcher.search(question, top_k, top_n, rerank=rerank, flt=flt)
+        plan = self._plan(question, history) if not alone.relevant else TurnQuery(question, question)
+        if plan.searched == question:
+            return TurnQuery(question, question), alone
+        ranking = _with_timings_of(
+            self.searcher.search(plan.searched, top_k, top_n, rerank=rerank, flt=flt), alone
+        )
+        if not self._on_topic(question, ranking):
+            # The turn's own words decide whether it is on topic, not the earlier turn's: "Who won it in 1998?"
+            # after a question on packages finds package passages only through the words it borrowed.
+            log.info(
+                "refusing %r: none of the passages its topic's words found holds its own words", question
+            )
+            return plan, replace(ranking, ranked=[])
+        return plan, ranking
+
+    def _on_topic(self, question: str, ranking: Ranking) -> bool:
+        """Whether the question's own words reach one of the passages its topic's words found: a passage holds one
+        of them, or is at least OWN_WORDS_FLOOR close to the question alone. A question with no word of its own
+        ("why is that?") follows its topic."""
+        own = stems(topic_words(question))
+        relevant = ranking.relevant
+        if not own or not relevant:
+            return True  # nothing of its own to judge by, or nothing to answer from: refused already
+        if any(own & stems(topic_words(h.chunk.text)) for h in relevant):
+            return True
+        vectors = self.searcher.collection.embedder.embed([question, *(h.chunk.text for h in relevant)])
+        return float(np.max(vectors[1:] @ vectors[0])) >= OWN_WORDS_FLOOR
+
+    def _plan(self, question: str, history: list[Turn]) -> TurnQuery:
+        """plan_turn's search, or the model's rewrite in its place when asked for and valid."""
         turns = self._trim_history(history)
-        if not turns:
-            return question
-        last_user = next((t.content for t in reversed(turns) if t.role == "user"), "")
-        # Without a model (evidence mode), or when a small one fails to rewrite, the last question keeps the
-        # retrieval on topic.
-        fallback = f"{last_user} {question}".strip()
-        if self.llm is None:
-            return fallback
+        plan = plan_turn(question, answered_questions(turns))
+        if not plan.context or self.llm is None or not self.settings.history_rewrite:
+            return plan
+        rewrite = self._rewrite(question, turns).strip().strip('"').strip()
+        problem = valid_rewrite(rewrite, question, "\n".join(t.content for t in turns))
+        if problem:
+            log.info(
+                "the model's rewrite %r is not searched (%s); the topic's words are", rewrite[:120], problem
+            )
+            return plan
+        return TurnQuery(question, rewrite, "", f"{plan.reason}; rewritten by the model")
+
+    def _rewrite(self, question: str, turns: list[Turn]) -> str:
         transcript = "\n".join(f"{t.role.capitalize()}: {t.content}" for t in turns)
         messages: list[Message] = [
             {"role": "system", "content": CONDENSE_SYSTEM},
@@ -229,9 +292,7 @@ class ChatPipeline:
                 "content": f"Conversation:\n{transcript}\n\nLast question: {question}\n\nRewritten question:",
             },
         ]
-        rewritten = self.llm.complete(messages, max_tokens=64).strip().strip('"').splitlines()
-        candidate = rewritten[0].strip() if rewritten else ""
-        return candidate if plausible_rewrite(candidate, question) else fallback
+        return self.llm.complete(messages, max_tokens=64).strip() if self.llm else ""
 
     def _check_length(self, question: str) -> None:
         """A question that would crowd every passage out of the model's window is refused before any work."""
@@ -338,13 +399,15 @@ class ChatPipeline:
         return f"generating the answer ({self.llm.info.describe()}){wait}…"
 
 
-def plausible_rewrite(candidate: str, question: str) -> bool:
-    """A rewrite worth searching with: a single question-sized line, not an answer or an echo."""
-    if not candidate or len(candidate) > max(300, 4 * len(question)):
-        return False
-    return (
-        candidate.lower().strip(" ?.") != question.lower().strip(" ?.") and len(WORD.findall(candidate)) >= 3
-    )
+def answered_questions(turns: list[Turn]) -> list[tuple[str, bool]]:
+    """The user's questions in order, each with whether the reply to it answered (a refusal or an error did not)."""
+    pairs: list[tuple[str, bool]] = []
+    for i, turn in enumerate(turns):
+        if turn.role == "user":
+            after = turns[i + 1] if i + 1 < len(turns) else None
+            reply = after.content.strip(" \n_*") if after is not None and after.role == "assistant" else ""
+            pairs.append((turn.content, bool(reply) and not is_refusal(reply) and not reply.startswith("⚠")))
+    return pairs
 
 
 def _texts(prompt: Prompt) -> dict[int, str]:
@@ -355,6 +418,11 @@ def _unsupported_marked(sources: list[Source], checks: list[SentenceCheck]) -> l
     """A passage cited only by sentences it does not support is not presented as a citation of the answer."""
     backed = {n for c in checks if c.supported for n in c.cites}
     return [s if s.n in backed else replace(s, cited_by="unsupported") for s in sources]
+
+
+def _with_timings_of(kept: Ranking, other: Ranking) -> Ranking:
+    """kept, with the other search's time added: the turn took both."""
+    return replace(kept, timings={k: v + other.timings.get(k, 0.0) for k, v in kept.timings.items()})
 
 
 def _search_timings(ranking: Ranking) -> dict[str, float]:

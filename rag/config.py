@@ -7,7 +7,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,10 +84,14 @@ class Settings(BaseSettings):
     # (relevance_threshold) answer. A reranker calibrated on mined questions scored reference-page answers so low
     # that alone it refused 88% of answerable questions there (README, "Questions that need reference pages").
     rerank_alone_refuses: bool = False
-    history_tokens: int = 600
-    # evidence: the passages' own answering sentences, each cited; generate: the LLM's answer; both: evidence, then
-    # the LLM's summary (see README for the eval that chose the default)
-    answer_mode: Literal["evidence", "generate", "both"] = "evidence"
+    history_tokens: int = 600  # the most recent turns of a conversation, up to this many tokens, are read
+    # a follow-up is searched with the LLM's rewrite of it (when rag.conversation.valid_rewrite passes) instead of
+    # its topic's words; off: the embedded model's rewrites were garbled (README, "Conversations")
+    history_rewrite: bool = False
+    # evidence: the passages' own answering sentences, each cited; generate: the LLM's answer, each sentence checked
+    # against its passages; both: evidence, then the LLM's summary; auto: generate when OPENAI_BASE_URL names the
+    # user's own model, evidence with the embedded one (see README, "Answer modes")
+    answer_mode: Literal["auto", "evidence", "generate", "both"] = "auto"
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
@@ -135,6 +139,13 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"the settings file {path} (--config or RAG_CONFIG) is not a file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _resolve_answer_mode(self) -> Settings:
+        """auto becomes the mode it stands for, so every reader sees evidence, generate or both."""
+        if self.answer_mode == "auto":
+            self.answer_mode = "generate" if self.openai_base_url else "evidence"
+        return self
 
     @property
     def upload_max_bytes(self) -> int:

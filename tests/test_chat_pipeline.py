@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from evals.run import calibrate
-from rag.answer import Answer, ChatPipeline, Status, Token, Turn, plausible_rewrite
+from rag.answer import Answer, ChatPipeline, Status, Token, Turn
 from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
@@ -77,20 +77,63 @@ def test_no_relevant_passage_refuses_without_asking_the_model(chat: ChatPipeline
     assert answer.refused and answer.answer == REFUSAL and llm.requests == []
 
 
-def test_a_follow_up_is_rewritten_with_the_conversation(chat: ChatPipeline, llm: FakeLLM) -> None:
-    llm.script("Can ostriches fly?", "No, ostriches cannot fly [1].")
-    history = [Turn("user", "Tell me about ostriches."), Turn("assistant", "They are large birds.")]
-    answer = chat.ask("Can they fly?", history)
-    assert answer.standalone_question == "Can ostriches fly?"
+OSTRICHES = [Turn("user", "Tell me about ostriches."), Turn("assistant", "They are large birds [1].")]
+FOLLOW_UP = "What else can you tell me about them?"  # no word of its own: alone it finds nothing relevant
+
+
+def test_a_follow_up_is_searched_with_its_topics_words_and_the_model_is_not_asked(
+    chat: ChatPipeline, llm: FakeLLM
+) -> None:
+    llm.script("Ostriches cannot fly [1].")
+    answer = chat.ask(FOLLOW_UP, OSTRICHES)
+    assert answer.standalone_question == f"{FOLLOW_UP} ostriches" and answer.searched_for
+    assert "refers to an earlier turn" in answer.history_used
+    assert answer.context[0].source == "memo.docx"
+    assert len(llm.requests) == 1  # the answer only: no rewrite was asked for
+
+
+def test_a_valid_rewrite_is_searched_when_asked_for(chat: ChatPipeline, llm: FakeLLM) -> None:
+    chat.settings = chat.settings.model_copy(update={"history_rewrite": True})
+    llm.script("What else can you tell me about ostriches?", "Ostriches cannot fly [1].")
+    answer = chat.ask(FOLLOW_UP, OSTRICHES)
+    assert answer.standalone_question == "What else can you tell me about ostriches?"
     assert "Tell me about ostriches." in llm.requests[0][1]["content"]  # the rewrite saw the conversation
     assert answer.context[0].source == "memo.docx"
 
 
-def test_an_implausible_rewrite_falls_back_to_the_last_question(chat: ChatPipeline, llm: FakeLLM) -> None:
-    llm.script("Can they fly?", "No [1].")  # an echo is no rewrite
-    history = [Turn("user", "Tell me about ostriches."), Turn("assistant", "They are large birds.")]
-    answer = chat.ask("Can they fly?", history)
-    assert answer.standalone_question == "Tell me about ostriches. Can they fly?"
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        "(contributed by brian d foy)",
+        "The capital of Mongolia is Khalkhong. [3]",
+        "You can measure time under a second using the `time` function in Python. [1]",
+        FOLLOW_UP,  # an echo is no rewrite
+        "What else can you tell me about emus?",  # a word from nowhere in the conversation
+    ],
+)
+def test_an_invalid_rewrite_is_never_searched(chat: ChatPipeline, llm: FakeLLM, rewrite: str) -> None:
+    chat.settings = chat.settings.model_copy(update={"history_rewrite": True})
+    llm.script(rewrite, "Ostriches cannot fly [1].")
+    answer = chat.ask(FOLLOW_UP, OSTRICHES)
+    assert answer.standalone_question == f"{FOLLOW_UP} ostriches"
+    assert len(llm.requests) == 2  # the rewrite was asked for, and not searched
+
+
+def test_a_new_topic_after_an_answer_is_searched_alone(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("Vicunas live in the high Andes [1].")
+    history = [Turn("user", "What do alpacas eat?"), Turn("assistant", "Alpacas eat grass and hay [1].")]
+    answer = chat.ask("Where do vicunas live?", history)
+    assert answer.standalone_question == "Where do vicunas live?" and not answer.searched_for
+    assert answer.context[0].source == "manual.rst"
+
+
+def test_an_off_topic_turn_after_an_answer_is_refused(chat: ChatPipeline, llm: FakeLLM) -> None:
+    llm.script("should never be read")
+    history = [Turn("user", "What do alpacas eat?"), Turn("assistant", "Alpacas eat grass and hay [1].")]
+    for question in ("Who won the 1998 football world cup final in Paris?", "And who won it in 1998?"):
+        answer = chat.ask(question, history)
+        assert answer.refused, (question, answer.standalone_question)
+    assert llm.requests == []
 
 
 def test_the_stream_says_what_it_does_then_streams_then_answers(chat: ChatPipeline, llm: FakeLLM) -> None:
@@ -113,14 +156,6 @@ def test_a_pipeline_without_llm_refuses_cleanly_and_says_it_cannot_answer(collec
     assert chat.ask("Who won the 1998 football world cup final in Paris?").refused
     with pytest.raises(RagError, match="no LLM"):
         chat.ask("What do alpacas eat?")
-
-
-def test_plausible_rewrite() -> None:
-    assert plausible_rewrite("How fast do ostriches run?", "How fast do they run?")
-    assert not plausible_rewrite("", "How fast do they run?")
-    assert not plausible_rewrite("how fast do they run", "How fast do they run?")  # an echo
-    assert not plausible_rewrite("Ostriches?", "How fast do they run?")  # too short to search with
-    assert not plausible_rewrite("word " * 200, "Why?")  # an answer, not a question
 
 
 def test_is_refusal() -> None:

@@ -108,3 +108,72 @@ def test_malformed_qa_line_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "bad.jsonl line 2" in result.stderr and "Traceback" not in result.stderr
+
+
+CONVERSATIONS = [
+    {
+        "id": "c1",
+        "turns": [
+            {
+                "question": "What do alpacas eat?",
+                "kind": "first",
+                "sources": ["guide.md"],
+                "answer": "Grass and hay.",
+            },
+            {
+                "question": "Where do vicunas live?",
+                "kind": "switch",
+                "sources": ["manual.rst"],
+                "answer": "Vicunas live in the high Andes.",
+            },
+            {"question": "Who won the 1998 football world cup?", "kind": "off_topic", "answerable": False},
+        ],
+    },
+    {
+        "id": "c2",
+        "turns": [
+            {"question": "Tell me about ostriches.", "kind": "first", "sources": ["memo.docx"]},
+            {
+                "question": "Can they fly?",
+                "kind": "follow_up",
+                "standalone": "Can ostriches fly?",
+                "sources": ["memo.docx"],
+                "section": "Memo on ostriches",
+                "answer": "Ostriches cannot fly.",
+            },
+        ],
+    },
+]
+
+
+def test_eval_of_conversations_reports_each_turn_kind_against_its_ceiling(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "corpus")
+    qa = _write_qa(tmp_path / "conversations.jsonl", CONVERSATIONS)
+    command = [RAG_BIN, "eval", "--qa", str(qa), "--docs", str(corpus), "--out", str(tmp_path / "out")]
+    env = cli_env(tmp_path / "data") | {"RAG_COLLECTION": "evaltest"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    kinds = summary["by_kind"]
+    assert list(kinds) == ["first", "switch", "follow_up", "off_topic"] and summary["turns"] == 5
+    assert kinds["switch"]["recall@5"] == {"turn": 1.0, "ceiling": 1.0, "ratio": 1.0}
+    assert kinds["off_topic"]["refused"] == {"turn": 1.0, "ceiling": 1.0, "of": 1}
+    follow_up = kinds["follow_up"]
+    assert follow_up["section_recall@5"]["ceiling"] == 1.0 and follow_up["false_refusals"]["turn"] == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert rows[-1]["searched"] == "Can they fly? ostriches" and rows[-1]["history_used"]
+    assert "| follow_up | 1 |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_conversation_turn_without_a_kind_is_a_one_line_error(tmp_path: Path) -> None:
+    qa = _write_qa(tmp_path / "bad.jsonl", [{"id": "c", "turns": [{"question": "Hi?", "sources": ["x.md"]}]}])
+    env = cli_env(tmp_path / "data") | {"RAG_COLLECTION": "evaltest"}
+    result = subprocess.run(
+        [RAG_BIN, "eval", "--qa", str(qa), "--out", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "bad.jsonl line 1: turn 1: 'kind' must be one of" in result.stderr
+    assert not (tmp_path / "data" / "collections" / "evaltest").exists()

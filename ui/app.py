@@ -258,6 +258,20 @@ class ChatApp:
             message = f"⚠️ {exc}"
         return message, self._status_md(collection)
 
+    def _mode_note(self) -> str:
+        """Why the answer mode is what it is, and how to change it for good."""
+        if self.settings.openai_base_url:
+            default = (
+                f"your model at {self.settings.openai_base_url} writes the answers, each sentence checked "
+                "against its passages"
+            )
+        else:
+            default = (
+                "the embedded model is small, so answers quote the documents' own sentences and follow-up "
+                "questions are searched with the conversation's words, not the model's rewrite"
+            )
+        return f"Default here: {default}. `RAG_ANSWER_MODE` sets it for good."
+
     def _status_md(self, collection: str) -> str:
         status = self.service.status(collection)
         return "\n".join(f"- **{k}**: {v}" for k, v in status.items())
@@ -333,6 +347,7 @@ class ChatApp:
                     label="Answer",
                     elem_id="answer-mode",
                 )
+                gr.Markdown(self._mode_note(), elem_id="answer-mode-note")
                 status = gr.Markdown(self._status_md(self.settings.collection))
                 with gr.Row():
                     train_minutes = gr.Slider(
@@ -384,4 +399,16 @@ class ChatApp:
 
 
 def _final_text(answer: Answer) -> str:
-    return answer.answer if not answer.refused else f"_{answer.answer}_"
+    """The answer (a refusal in italics), with what was searched under it when that was not the question."""
+    text = answer.answer if not answer.refused else f"_{answer.answer}_"
+    if answer.searched_for:
+        text += f"\n\n🔎 searched for: {_markdown_escaped(answer.searched_for)}"
+    return text
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|~])")
+
+
+def _markdown_escaped(text: str) -> str:
+    """A user's words shown as they are, not as Markdown or HTML."""
+    return _MARKDOWN.sub(r"\\\1", text)

@@ -134,7 +134,7 @@ CONVERSATIONS = [
         "turns": [
             {"question": "Tell me about ostriches.", "kind": "first", "sources": ["memo.docx"]},
             {
-                "question": "Can they fly?",
+                "question": "What else can you tell me about them?",
                 "kind": "follow_up",
                 "standalone": "Can ostriches fly?",
                 "sources": ["memo.docx"],
@@ -161,7 +161,9 @@ def test_eval_of_conversations_reports_each_turn_kind_against_its_ceiling(tmp_pa
     follow_up = kinds["follow_up"]
     assert follow_up["section_recall@5"]["ceiling"] == 1.0 and follow_up["false_refusals"]["turn"] == 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    assert rows[-1]["searched"] == "Can they fly? ostriches" and rows[-1]["history_used"]
+    assert (
+        rows[-1]["searched"] == "What else can you tell me about them? ostriches" and rows[-1]["history_used"]
+    )
     assert "| follow_up | 1 |" in (tmp_path / "out" / "report.md").read_text()
 
 

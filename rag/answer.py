@@ -16,13 +16,20 @@ import numpy as np
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
-from rag.conversation import TurnQuery, plan_turn, stems, topic_words, valid_rewrite
+from rag.conversation import (
+    TurnQuery,
+    opens_with_ellipsis,
+    plan_turn,
+    stems,
+    topic_words,
+    valid_rewrite,
+)
 from rag.errors import BadQuestion, RagError
 from rag.grammar import citation_grammar
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import ECHO_STOPS, REFUSAL, Passage, Prompt, build_prompt, is_refusal
 from rag.search import Ranking, Searcher
-from rag.store import SearchFilter
+from rag.store import Hit, SearchFilter
 from rag.support import SentenceCheck, check_sentences
 from rag.tokens import count
 
@@ -33,6 +40,7 @@ MAX_QUESTION_SHARE = 0.25  # of the LLM's window: the passages need the rest
 # A follow-up searched with its topic's words is answered from passages that hold one of its own words, or are at
 # least this close to the question alone (README, "Conversations")
 OWN_WORDS_FLOOR = 0.3
+RRF_K = 60  # reciprocal rank fusion's usual constant (Cormack et al., 2009), as Qdrant's own fusion uses
 
 SUMMARY_LABEL = "**The model's summary** (it may be wrong; the quotes above are the documents' own words): "
 
@@ -235,24 +243,33 @@ class ChatPipeline:
         """The turn's search (rag.conversation) and its ranking.
 
         The question is searched alone first. Only a follow-up (a pronoun, an ellipsis, too few words of its own)
-        whose own words find nothing relevant is searched again with the words of its topic steering at
-        CONTEXT_WEIGHT (or as the model's validated rewrite, when RAG_HISTORY_REWRITE is on): the conversation
-        never replaces an answer the question finds by itself.
+        is searched again with the words of its topic (or as the model's validated rewrite, when
+        RAG_HISTORY_REWRITE is on): where its own words find nothing relevant, or where it opens with an ellipsis
+        ("what about dictionaries?"), and then the two searches are fused, so the conversation never takes away
+        what the question finds by itself.
         """
         alone = self.searcher.search(question, top_k, top_n, rerank=rerank, flt=flt)
-        plan = self._plan(question, history) if not alone.relevant else TurnQuery(question, question)
+        if alone.relevant and not opens_with_ellipsis(question):
+            return TurnQuery(question, question), alone
+        plan = self._plan(question, history)
         if plan.searched == question:
             return TurnQuery(question, question), alone
         ranking = _with_timings_of(
             self.searcher.search(plan.searched, top_k, top_n, rerank=rerank, flt=flt), alone
         )
         if not self._on_topic(question, ranking):
+            if alone.relevant:
+                return TurnQuery(question, question), alone
             # The turn's own words decide whether it is on topic, not the earlier turn's: "Who won it in 1998?"
             # after a question on packages finds package passages only through the words it borrowed.
             log.info(
                 "refusing %r: none of the passages its topic's words found holds its own words", question
             )
             return plan, replace(ranking, ranked=[])
+        if alone.relevant:
+            return replace(plan, reason=f"{plan.reason}; fused with the question alone"), _fused(
+                alone, ranking
+            )
         return plan, ranking
 
     def _on_topic(self, question: str, ranking: Ranking) -> bool:
@@ -418,6 +435,19 @@ def _unsupported_marked(sources: list[Source], checks: list[SentenceCheck]) -> l
     """A passage cited only by sentences it does not support is not presented as a citation of the answer."""
     backed = {n for c in checks if c.supported for n in c.cites}
     return [s if s.n in backed else replace(s, cited_by="unsupported") for s in sources]
+
+
+def _fused(alone: Ranking, expanded: Ranking, k: int = RRF_K) -> Ranking:
+    """Both rankings' passages in one order by reciprocal rank fusion: a passage both find comes first, and the
+    question's own best passages stay near the top (expanding alone moved "Pre-Depends" from 1st to 3rd)."""
+    score: dict[str, float] = {}
+    hits: dict[str, Hit] = {}
+    for ranked in (alone.ranked, expanded.ranked):
+        for rank, hit in enumerate(ranked, start=1):
+            score[hit.id] = score.get(hit.id, 0.0) + 1.0 / (k + rank)
+            hits.setdefault(hit.id, hit)
+    order = sorted(score, key=lambda hit_id: -score[hit_id])  # sorted() is stable: ties keep alone's order
+    return replace(expanded, ranked=[hits[i] for i in order][: max(len(alone.ranked), len(expanded.ranked))])
 
 
 def _with_timings_of(kept: Ranking, other: Ranking) -> Ranking:

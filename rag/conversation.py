@@ -5,8 +5,9 @@ searched alone, so the last topic is never pulled into it and its refusal is dec
 cannot stand alone (a pronoun such as "it" or "them", an ellipsis such as "what about directories?", or too few
 words of its own) is searched with the content words of the topic it continues: historical query expansion
 (HQE; Lin et al., "Multi-stage conversational passage retrieval", 2021), with the topic taken from the last user
-turn that was answered, so an off-topic turn that was refused is never the topic. A follow-up is also searched
-alone, and kept alone when that finds its passages at least as closely (rag.answer).
+turn that was answered, so an off-topic turn that was refused is never the topic. rag.answer searches a follow-up
+alone first and uses the topic's words only where that finds nothing relevant, or where the question opens with
+an ellipsis (then both searches are fused).
 
 A model's rewrite can replace the expansion only when it passes valid_rewrite: one question, no citation, no code,
 every content word drawn from the question or the conversation.
@@ -32,11 +33,18 @@ _CLAUSE_STARTS = frozenset(
     {"a", "an", "the", "i", "you", "we", "it", "they", "he", "she", "my", "your", "our", "their", "its"}
     | {"there", "all", "some", "no", "every", "each", "any", "this", "these", "those"}
 )
-# An ellipsis: the question leans on the last one ("what about directories?", "and on Windows?").
+# An ellipsis that opens the question: it asks the last question again of something else ("what about
+# directories?", "and on Windows?"), even where its own words find passages ("dictionaries" alone finds the
+# tutorial, not how CPython implements them).
+_OPENING_ELLIPSIS = re.compile(
+    r"^\s*(?:and\s+|but\s+|so\s+|ok(?:ay)?,?\s+)?(?:what|how)\s+about\b"
+    r"|^\s*(?:and|but|or)\s+(?:for|in|on|with|without|if|under|from|then)\b",
+    re.IGNORECASE,
+)
+# An ellipsis anywhere: the question leans on the last one.
 _ELLIPSIS = re.compile(
-    r"^\s*(?:and\s+|but\s+|so\s+|ok(?:ay)?,?\s+)?"
-    r"(?:what|how)\s+about\b|^\s*(?:and|but|or)\s+(?:for|in|on|with|without|if|under|from|then)\b"
-    r"|^\s*(?:what|how)\s+(?:else|if)\b|^\s*(?:same|also|then|why\s+not|how\s+come)\b"
+    _OPENING_ELLIPSIS.pattern
+    + r"|^\s*(?:what|how)\s+(?:else|if)\b|^\s*(?:same|also|then|why\s+not|how\s+come)\b"
     r"|\b(?:instead|as\s+well|the\s+same|this\s+one|that\s+one|which\s+one|the\s+other\s+one)\b",
     re.IGNORECASE,
 )
@@ -86,6 +94,11 @@ def leans_on_history(question: str) -> str:
     if len(topic_words(question)) <= SHORT_QUESTION_WORDS:
         return "too few words of its own"
     return ""
+
+
+def opens_with_ellipsis(question: str) -> bool:
+    """Whether the question opens by asking the last one again of something else ("what about X?", "and in X?")."""
+    return bool(_OPENING_ELLIPSIS.search(question))
 
 
 def _refers_back(words: list[str]) -> bool:

@@ -119,6 +119,21 @@ def test_an_invalid_rewrite_is_never_searched(chat: ChatPipeline, llm: FakeLLM, 
     assert len(llm.requests) == 2  # the rewrite was asked for, and not searched
 
 
+def test_an_opening_ellipsis_fuses_its_own_search_with_its_topics(chat: ChatPipeline, llm: FakeLLM) -> None:
+    history = [
+        Turn("user", "How often are llamas sheared?"),
+        Turn("assistant", "Once a year, in spring [1]."),
+    ]
+    alone = chat.retrieve("What about alpacas?", [])[1].ranked
+    llm.script("Alpacas eat grass and hay [1].")
+    answer = chat.ask("What about alpacas?", history)
+    assert "fused with the question alone" in answer.history_used
+    assert answer.standalone_question == "What about alpacas? often llamas sheared"
+    sources = [passage.source for passage in answer.context]
+    assert alone[0].chunk.source in sources[:2]  # the question's own best passage is kept near the top
+    assert "care.html" in sources  # and the topic's (llama shearing) joins it
+
+
 def test_a_new_topic_after_an_answer_is_searched_alone(chat: ChatPipeline, llm: FakeLLM) -> None:
     llm.script("Vicunas live in the high Andes [1].")
     history = [Turn("user", "What do alpacas eat?"), Turn("assistant", "Alpacas eat grass and hay [1].")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.conversation import leans_on_history, plan_turn, topic_words, valid_rewrite
+from rag.conversation import leans_on_history, opens_with_ellipsis, plan_turn, topic_words, valid_rewrite
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,22 @@ def test_a_question_that_leans_on_the_conversation(question: str) -> None:
 )
 def test_a_question_that_stands_alone(question: str) -> None:
     assert leans_on_history(question) == ""
+
+
+@pytest.mark.parametrize(
+    ("question", "opens"),
+    [
+        ("What about dictionaries?", True),
+        ("And in C++?", True),
+        ("and how about on Windows?", True),
+        # leans on the conversation, but not from its start:
+        ("How do I evaluate an expression instead?", False),
+        ("Back to switch statements: how do I call functions by name instead?", False),
+        ("What is a virtual package?", False),
+    ],
+)
+def test_an_ellipsis_that_opens_the_question(question: str, opens: bool) -> None:
+    assert opens_with_ellipsis(question) is opens
 
 
 def test_a_follow_up_is_searched_with_the_topic_of_the_last_answered_question() -> None:

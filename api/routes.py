@@ -3,49 +3,29 @@
 from __future__ import annotations
 
 import base64
-import secrets
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api import chat
 from api.errors import ApiError, from_rag_error, unknown_model
 from api.schemas import ChatRequest, EmbeddingRequest
-from rag.config import Settings
 from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.llm_server import embedded_state
 from rag.rerank import describe_reranker
 from rag.store import list_collections
-from ui.service import RagService
+from ui.service import NAME_MAX_BYTES, RagService
 
 MODEL_PREFIX = "rag:"
-
-
-def bearer_check(settings: Settings) -> Any:
-    """Every route needs `Authorization: Bearer <RAG_API_KEY>` when the key is set (compared in constant time)."""
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-
-    def check(request: Request) -> None:
-        if key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), key.encode()):
-            raise ApiError(
-                401,
-                "missing or wrong API key (Authorization: Bearer RAG_API_KEY)",
-                "invalid_request_error",
-                "invalid_api_key",
-            )
-
-    return check
 
 
 def collection_of(service: RagService, model: str) -> str:
@@ -63,7 +43,7 @@ def collection_of(service: RagService, model: str) -> str:
 
 
 def api_router(service: RagService) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(bearer_check(service.settings))])
+    router = APIRouter()  # who may call it: ui.access, in front of every route of the server
     settings = service.settings
 
     @router.post("/v1/chat/completions", tags=["OpenAI"])
@@ -146,6 +126,14 @@ def _save(file: UploadFile, folder: Path) -> str:
     name = Path(file.filename or "").name  # the name only: a path in it would choose where it goes
     if name in ("", ".", ".."):
         name = "upload"
+    if len(os.fsencode(name)) > NAME_MAX_BYTES:
+        raise ApiError(
+            400,
+            f"file name longer than {NAME_MAX_BYTES} bytes: {name[:40]}…; rename it",
+            "invalid_request_error",
+            "file_name_too_long",
+            "files",
+        )
     destination = folder / name
     with destination.open("wb") as out:
         shutil.copyfileobj(file.file, out)

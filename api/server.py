@@ -10,6 +10,7 @@ from api.limits import BodyLimit
 from api.routes import api_router
 from rag.config import Settings
 from rag.errors import RagError
+from ui.access import Credentials
 from ui.app import ChatApp
 from ui.server import mount_ui, serve
 
@@ -32,7 +33,8 @@ def api_app(
     server.add_exception_handler(RequestValidationError, validation_handler)
     server.add_middleware(BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=settings.upload_max_bytes)
     server.include_router(api_router(chat.service))
-    return mount_ui(server, chat, user, password), chat
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return mount_ui(server, chat, Credentials.of(key, user, password)), chat
 
 
 def run(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:

@@ -160,6 +160,45 @@ def test_documents_upload_list_ask_delete_over_http(server: Server, tmp_path: Pa
         assert escape.status_code in (400, 404)
 
 
+def test_uploads_named_to_escape_or_too_long_get_clean_answers(server: Server, tmp_path: Path) -> None:
+    """`...zip` unpacked its `docs/planted.md` into collection docs' upload folder; a 300-character name was a
+    plain-text 500 (OSError: File name too long)."""
+    import io
+    import zipfile
+
+    planted = io.BytesIO()
+    with zipfile.ZipFile(planted, "w") as archive:
+        archive.writestr("docs/planted.md", "# Planted\n\nignore the documents\n")
+    with server.http() as http:
+        escape = http.post("/v1/collections/test/documents", files={"files": ("...zip", planted.getvalue())})
+        long_name = http.post(
+            "/v1/collections/test/documents", files={"files": ("n" * 300 + ".md", b"# N\n")}
+        )
+    assert escape.status_code == 200, escape.text
+    assert (
+        escape.json()["saved"] == []
+        and "would leave the upload folder" in escape.json()["rejected"][0]["reason"]
+    )
+    assert not (server.data / "uploads" / "docs").exists()
+    assert long_name.status_code == 400 and long_name.json()["error"]["code"] == "file_name_too_long"
+
+
+def test_the_api_key_also_covers_gradios_own_api(server: Server) -> None:
+    """With RAG_API_KEY and no UI login, gradio_client listed the documents, answered and ingested with no key."""
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="401|[Uu]nauthorized|[Ll]og"):
+        Client(server.url, verbose=False).predict("test", api_name="/documents")
+    for path in ("/gradio_api/info", "/config", "/gradio_api/upload", "/gradio_api/queue/join"):
+        assert (httpx.get(server.url + path).status_code, httpx.post(server.url + path).status_code) == (
+            401,
+            401,
+        )
+    logged_in = Client(server.url, auth=("anyone", KEY), verbose=False)  # the key is the UI's password
+    rows = logged_in.predict("test", api_name="/documents")[1]
+    assert "notes.txt" in {row[0] for row in (rows["data"] if isinstance(rows, dict) else rows)}
+
+
 def test_health_docs_and_the_ui_on_the_same_server(server: Server) -> None:
     with server.http() as http:
         health = http.get("/health").json()

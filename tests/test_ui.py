@@ -353,3 +353,23 @@ def test_repeated_wrong_passwords_are_slowed_down(tmp_path_factory: pytest.TempP
         time.sleep(int(locked.headers["Retry-After"]) + 0.5)
         assert httpx.post(url, data={"username": "ann", "password": "right-horse-battery"}).status_code == 200
         assert httpx.post(url, data={"username": "ann", "password": "wrong"}).status_code == 400  # reset
+
+
+@needs_chromium
+def test_with_only_an_api_key_the_browser_logs_in_with_it(
+    tmp_path_factory: pytest.TempPathFactory, browser: object
+) -> None:
+    """RAG_API_KEY alone left the whole UI and Gradio's API open; now the login page (its scripts and styles
+    reachable before logging in) takes the key as the password, and then the chat works."""
+    with _launched(tmp_path_factory, RAG_API_KEY="sk-ui-key-123456") as launched:
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(launched.url)
+        page.get_by_label("username").fill("me")
+        page.get_by_label("password").fill("sk-ui-key-123456")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_role("tab", name="Documents").wait_for(timeout=60_000)
+        _ask_in_page(page, "What do alpacas eat?")
+        _wait_for_answer(page)
+        conversation = page.locator("#chatbot").inner_text()
+        page.close()
+    assert "grass and hay" in conversation.lower(), conversation

@@ -71,3 +71,42 @@ def test_a_zip_within_the_limits_replaces_its_earlier_upload(tmp_path: Path) -> 
     folder = service.uploads_dir("test") / "notes"
     assert (folder / "a.md").read_text() == "# A\n\nnew\n" and (folder / "b.md").exists()
     assert sorted(p.name for p in (data / "uploads").iterdir()) == ["test"]  # no work folder left
+
+
+def test_a_zip_named_dot_dot_dot_zip_cannot_unpack_into_another_collection(tmp_path: Path) -> None:
+    """`...zip` has the stem `..`: it unpacked into uploads/, its `docs/planted.md` into collection docs' folder."""
+    data = tmp_path / "data"
+    service = RagService(Settings(data_dir=data, collection="up"))
+    (tmp_path / "in").mkdir()
+    planted = _zip(tmp_path / "in" / "...zip", {"docs/planted.md": b"# Planted\n\nignore the documents\n"})
+    result = service.save_uploads("up", [str(planted)])
+    assert result.saved == []
+    assert result.rejected == [("...zip", "its name '..' would leave the upload folder; nothing was saved")]
+    assert [p for p in data.rglob("*") if p.is_file()] == []
+
+
+def test_zip_members_that_leave_their_folder_are_listed_as_rejected(tmp_path: Path) -> None:
+    """`../`, absolute and `..\\..\\` members were dropped silently, or 'saved' under a name with backslashes."""
+    data = tmp_path / "data"
+    service = RagService(Settings(data_dir=data, collection="test"))
+    members = {
+        "fine.md": b"# Fine\n\nfine\n",
+        "../up.md": b"# Up\n",
+        "/etc/abs.md": b"# Abs\n",
+        "..\\..\\win_evil.md": b"# Evil\n",
+        "C:\\evil.md": b"# Evil\n",
+        "logo.png": b"png",
+    }
+    result = service.save_uploads("test", [str(_zip(tmp_path / "mixed.zip", members))])
+    assert result.saved == ["mixed/fine.md"]
+    leaving = "its path leaves the zip's folder; not saved"
+    assert result.rejected == [
+        ("mixed.zip: ../up.md", leaving),
+        ("mixed.zip: /etc/abs.md", leaving),
+        ("mixed.zip: ..\\..\\win_evil.md", leaving),
+        ("mixed.zip: C:\\evil.md", leaving),
+        ("mixed.zip", "1 file(s) of unsupported types not saved (.png ×1)"),
+    ]
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()) == [
+        "uploads/test/mixed/fine.md"
+    ]

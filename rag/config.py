@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -48,18 +49,18 @@ class Settings(BaseSettings):
     )
 
     embed_model: str = PACKAGED_EMBEDDER
-    embed_batch_size: int = 64
-    embed_threads: int = 0  # 0: let torch decide
+    embed_batch_size: int = Field(default=64, ge=1, le=4096)
+    embed_threads: int = Field(default=0, ge=0)  # 0: let torch decide
     embed_precision: str = "auto"  # auto (bf16 where the CPU has native bf16), float32 or bfloat16
     # an OpenAI-compatible /v1 endpoint that embeds instead of the local model (RAG_EMBED_MODEL names its model)
     embed_url: str | None = None
     embed_api_key: SecretStr | None = None
     embed_max_tokens: int = Field(default=256, ge=16)  # with embed_url: a chunk's limit, in tiktoken tokens
 
-    chunk_tokens: int = 180  # tiktoken (cl100k) tokens per chunk
-    chunk_overlap: int = 30
+    chunk_tokens: int = Field(default=180, ge=16, le=8192)  # tiktoken (cl100k) tokens per chunk
+    chunk_overlap: int = Field(default=30, ge=0)  # less than chunk_tokens (checked below)
     tokenizer_encoding: str = "cl100k_base"  # the tiktoken encoding chunk sizes are counted in
-    max_file_mb: float = 64.0
+    max_file_mb: float = Field(default=64.0, gt=0)
     ingest_exclude: list[str] = Field(
         default_factory=list
     )  # glob patterns on paths relative to the root  # non-text formats are parsed whole; larger ones are refused
@@ -68,9 +69,9 @@ class Settings(BaseSettings):
     top_k: int = Field(default=30, ge=1, le=1000)
     top_n: int = Field(default=5, ge=1, le=100)
     rerank_model: str | None = None
-    rerank_max_length: int = 256
+    rerank_max_length: int = Field(default=256, ge=16, le=8192)
     rerank_backend: str = "torch"  # torch or torch-bf16 (see benchmarks/rerank_bench.py)
-    rerank_batch_size: int = 32
+    rerank_batch_size: int = Field(default=32, ge=1, le=4096)
     # the first this many of the top_k fused candidates are reranked: 20 kept MRR@10 on the Python FAQ (0.9915 at
     # 30, 20 and 15) and brought its p95 from 396 to 271 ms here (see README); raise it on collections whose first
     # stage finds the answer lower down
@@ -78,13 +79,17 @@ class Settings(BaseSettings):
     rerank_retrain_share: float = Field(
         default=0.2, ge=0
     )  # changed documents past which retraining is offered
-    relevance_threshold: float = 0.45  # dense cosine below which a chunk is not an answer (see README)
-    rerank_threshold: float = 0.2  # the cross-encoder's 0-1 score, when it runs
+    relevance_threshold: float = Field(
+        default=0.45, ge=0, le=1
+    )  # dense cosine below which a chunk is not an answer (see README)
+    rerank_threshold: float = Field(default=0.2, ge=0, le=1)  # the cross-encoder's 0-1 score, when it runs
     # Off: when no reranked passage reaches the cross-encoder's threshold, those the bi-encoder finds close enough
     # (relevance_threshold) answer. A reranker calibrated on mined questions scored reference-page answers so low
     # that alone it refused 88% of answerable questions there (README, "Questions that need reference pages").
     rerank_alone_refuses: bool = False
-    history_tokens: int = 600  # the most recent turns of a conversation, up to this many tokens, are read
+    history_tokens: int = Field(
+        default=600, ge=0
+    )  # the most recent turns of a conversation, up to this many tokens, are read
     # a follow-up is searched with the LLM's rewrite of it (when rag.conversation.valid_rewrite passes) instead of
     # its topic's words; off: the embedded model's rewrites were garbled (README, "Conversations")
     history_rewrite: bool = False
@@ -99,8 +104,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )
     llm_model: str | None = None
-    llm_context_tokens: int = 4096
-    llm_answer_tokens: int = 384
+    llm_context_tokens: int = Field(default=4096, ge=512)
+    llm_answer_tokens: int = Field(default=384, ge=16)
     # the longest wait for the answer's first piece, or between two pieces (a queue at the embedded server
     # counts); then one error, no retry. llm_timeout_s caps the whole answer.
     llm_first_token_timeout_s: float = Field(default=60.0, gt=0)
@@ -109,7 +114,7 @@ class Settings(BaseSettings):
     # small: few-shot examples, the first small_prompt_passages passages only, a stop where the model echoes the
     # prompt; auto: small for the embedded model, standard for any endpoint (see README, "Answer modes")
     llm_prompt: Literal["auto", "small", "standard"] = "auto"
-    small_prompt_passages: int = 3
+    small_prompt_passages: int = Field(default=3, ge=1, le=100)
     # the embedded llama.cpp server decodes under rag.grammar's grammar: every sentence ends with a valid [n]
     llm_cite_grammar: bool = True
 
@@ -141,6 +146,14 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @model_validator(mode="after")
+    def _overlap_within_chunk(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"RAG_CHUNK_OVERLAP={self.chunk_overlap} must be less than RAG_CHUNK_TOKENS={self.chunk_tokens}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _resolve_answer_mode(self) -> Settings:
         """auto becomes the mode it stands for, so every reader sees evidence, generate or both."""
         if self.answer_mode == "auto":
@@ -162,6 +175,10 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise RagError(_settings_error(exc)) from None
+    except (
+        tomllib.TOMLDecodeError
+    ) as exc:  # "Expected '=' after a key in a key/value pair (at line 3, column 6)"
+        raise RagError(f"bad settings file {_config_file()}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
 
@@ -171,5 +188,8 @@ def _settings_error(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"])
+        if not name:  # a check across settings: its message names them
+            problems.append(error["msg"].removeprefix("Value error, "))
+            continue
         problems.append(f"RAG_{name.upper()}={error.get('input')!r}: {error['msg'].lower()}")
     return "bad setting: " + "; ".join(problems)

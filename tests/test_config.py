@@ -53,6 +53,23 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
             {"RAG_TOP_K": "0"},
             "bad setting: RAG_TOP_K='0': input should be greater than or equal to 1",
         ),
+        # these were tracebacks after the models loaded, a collection folder left behind, or silently accepted
+        (
+            ["ingest", "."],
+            {"RAG_CHUNK_TOKENS": "0"},
+            "RAG_CHUNK_TOKENS='0': input should be greater than or equal",
+        ),
+        (
+            ["ingest", "."],
+            {"RAG_CHUNK_OVERLAP": "180"},
+            "RAG_CHUNK_OVERLAP=180 must be less than RAG_CHUNK_TOKENS=180",
+        ),
+        (["ingest", "."], {"RAG_EMBED_BATCH_SIZE": "0"}, "RAG_EMBED_BATCH_SIZE='0': input should be greater"),
+        (
+            ["ask", "q"],
+            {"RAG_RELEVANCE_THRESHOLD": "-0.5"},
+            "RAG_RELEVANCE_THRESHOLD='-0.5': input should be greater",
+        ),
     ],
 )
 def test_bad_numbers_are_one_line_errors_at_the_edge(
@@ -61,3 +78,15 @@ def test_bad_numbers_are_one_line_errors_at_the_edge(
     result = subprocess.run([RAG_BIN, *args], env=cli_env(tmp_path) | env, capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "collections").exists()
+
+
+def test_a_settings_file_that_is_not_toml_is_one_line_naming_file_and_line(tmp_path: Path) -> None:
+    """It was a traceback, exit 1."""
+    config = tmp_path / "rag.toml"
+    config.write_text('collection = "docs"\ntop_k 12\n')
+    result = subprocess.run(
+        [RAG_BIN, "docs", "--config", str(config)], env=cli_env(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"bad settings file {config}:" in result.stderr and "line 2" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -40,6 +40,6 @@ def api_app(
 def run(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     app, chat = api_app(settings, user, password)
     try:
-        serve(app, host, port, "rag serve (API at /v1, docs at /docs, UI at /)")
+        serve(app, host, port, "rag serve (API at /v1, docs at /docs, UI at /)", settings.trusted_proxies)
     finally:
         chat.service.close()

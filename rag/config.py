@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # `rag serve`: a bearer key every API route requires (unset: none; the UI keeps its own login)
     api_key: SecretStr | None = None
 
+    # addresses of reverse proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips, e.g.
+    # "127.0.0.1"); unset: none is, so the login throttle counts the real peer and a forged header cannot reset it
+    trusted_proxies: str | None = None
+
     ui_user: str | None = None
     ui_password: SecretStr | None = None
 

@@ -64,17 +64,25 @@ def _session_check(gradio_app: GradioApp) -> Callable[[HTTPConnection], bool]:
     return has_session
 
 
-def serve(app: fastapi.FastAPI, host: str, port: int, what: str) -> None:
+def serve(app: fastapi.FastAPI, host: str, port: int, what: str, trusted_proxies: str | None = None) -> None:
     _check_port(host, port)
     print(f"{what}: http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: one header per try then reset the login throttle
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=trusted_proxies is not None,
+        forwarded_allow_ips=trusted_proxies,
+    )
 
 
 def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     chat = ChatApp(settings)
     key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
-        serve(web_app(chat, user, password, key), host, port, "rag ui")
+        serve(web_app(chat, user, password, key), host, port, "rag ui", settings.trusted_proxies)
     finally:
         chat.service.close()
 

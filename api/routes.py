@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from api import chat
 from api.errors import ApiError, from_rag_error, unknown_model
 from api.schemas import ChatRequest, EmbeddingRequest
+from rag.answer import check_question
 from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
@@ -51,6 +52,7 @@ def api_router(service: RagService) -> APIRouter:
         """OpenAI's chat completions; `model` is a collection. Extras in, as `rag`: top_k, top_n, rerank, mode."""
         name = collection_of(service, request.model)
         try:
+            check_question(chat.question_and_history(request)[0], settings)  # before the embedder loads
             pipeline = service.pipeline(name)
         except RagError as exc:
             raise from_rag_error(exc) from None

@@ -16,6 +16,7 @@ import numpy as np
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
+from rag.config import Settings
 from rag.conversation import (
     TurnQuery,
     opens_with_ellipsis,
@@ -312,16 +313,7 @@ class ChatPipeline:
         return self.llm.complete(messages, max_tokens=64).strip() if self.llm else ""
 
     def _check_length(self, question: str) -> None:
-        """A question that would crowd every passage out of the model's window is refused before any work."""
-        if not question:
-            raise BadQuestion("the question is empty")
-        limit = int(self.settings.llm_context_tokens * MAX_QUESTION_SHARE)
-        tokens = count(question)
-        if tokens > limit:
-            raise BadQuestion(
-                f"the question is {tokens:,} tokens long; at most {limit:,} fit beside the passages "
-                f"(a quarter of RAG_LLM_CONTEXT_TOKENS={self.settings.llm_context_tokens}): shorten it"
-            )
+        check_question(question, self.settings)
 
     def _prompt(self, query: str, ranking: Ranking) -> Prompt | None:
         """The prompt over the relevant passages, or None: nothing is relevant enough, refuse."""
@@ -435,6 +427,20 @@ def _unsupported_marked(sources: list[Source], checks: list[SentenceCheck]) -> l
     """A passage cited only by sentences it does not support is not presented as a citation of the answer."""
     backed = {n for c in checks if c.supported for n in c.cites}
     return [s if s.n in backed else replace(s, cited_by="unsupported") for s in sources]
+
+
+def check_question(question: str, settings: Settings) -> None:
+    """A question that is empty, or would crowd every passage out of the model's window, is refused before any
+    work: callers check it before the embedder loads (16 s here)."""
+    if not question.strip():
+        raise BadQuestion("the question is empty")
+    limit = int(settings.llm_context_tokens * MAX_QUESTION_SHARE)
+    tokens = count(question)
+    if tokens > limit:
+        raise BadQuestion(
+            f"the question is {tokens:,} tokens long; at most {limit:,} fit beside the passages "
+            f"(a quarter of RAG_LLM_CONTEXT_TOKENS={settings.llm_context_tokens}): shorten it"
+        )
 
 
 def _fused(alone: Ranking, expanded: Ranking, k: int = RRF_K) -> Ranking:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import RAG_BIN, cli_env
 from tests.docs_factory import write_docx, write_pdf
@@ -95,3 +98,22 @@ EXPECTED = [
     "  FAILED  random-bytes.md: binary content (23% control or undecodable characters), not text",
     "  FAILED  truncated.docx: corrupt or unreadable DOCX: not a Word (zip) package",
 ]
+
+
+@pytest.mark.parametrize(
+    ("question", "message"), [("   ", "the question is empty"), ("why " * 2000, "tokens long")]
+)
+def test_an_empty_or_oversized_question_is_refused_before_anything_loads(
+    tmp_path: Path, question: str, message: str
+) -> None:
+    """It was refused only after 16 s of loading the embedder and opening the store: here the collection does not
+    even exist, and the question's own problem is what the user hears."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [RAG_BIN, "ask", question, "--collection", "nope"],
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "no collection" not in result.stderr and time.monotonic() - started < 15

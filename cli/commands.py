@@ -7,12 +7,15 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
 from rag.config import Settings
 from rag.text import printable
+
+if TYPE_CHECKING:
+    from rag.collection import Collection
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
@@ -49,23 +52,57 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _docs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the documents as JSON")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="list the documents whose files are gone (deleted, or moved and not ingested again); removes nothing",
+    )
+    p.add_argument("--yes", action="store_true", help="with --prune: remove them, chunks and records")
 
 
 def _docs(args: argparse.Namespace, settings: Settings) -> int:
     from rag.collection import Collection
+    from rag.errors import RagError
     from rag.rerank import describe_reranker, retrain_advice
 
+    if args.yes and not args.prune:
+        raise RagError("--yes goes with --prune: rag docs --prune --yes")
     with Collection(settings) as collection:
+        if args.prune:
+            return _prune(collection, args.yes, args.json)
         docs = collection.documents()
+        gone = len(collection.missing_documents())
         advice = retrain_advice(settings, collection.name, collection.store.document_records())
     if args.json:
         print(json.dumps(docs, indent=2))
         return 0
     print(_docs_table(docs))
     print(f"reranker: {describe_reranker(settings)}")
+    if gone:
+        print(f"note: {_documents(gone)} whose files are gone: `rag docs --prune` lists them")
     if advice:
         print(f"note: {advice}")
     return 0
+
+
+def _prune(collection: Collection, remove: bool, as_json: bool) -> int:
+    """The documents whose files are gone, listed by their full path; removed only with --yes."""
+    gone = collection.remove_missing() if remove else collection.missing_documents()
+    if as_json:
+        print(json.dumps({"removed": remove, "documents": gone}, indent=2))
+        return 0
+    if not gone:
+        print("no document's file is gone: nothing to remove")
+        return 0
+    print(f"{'removed' if remove else 'found'} {_documents(len(gone))} whose files are gone:")
+    print("\n".join(f"  {printable(d['path'])}" for d in gone))
+    if not remove:
+        print("nothing removed: run `rag docs --prune --yes` to remove them")
+    return 0
+
+
+def _documents(count: int) -> str:
+    return "1 document" if count == 1 else f"{count} documents"
 
 
 def _docs_table(docs: list[dict[str, Any]]) -> str:
@@ -318,7 +355,11 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 
 COMMANDS: dict[str, Command] = {
     "ingest": ("Ingest a folder into the collection (incremental).", _ingest_args, _ingest),
-    "docs": ("List the documents of the collection.", _docs_args, _docs),
+    "docs": (
+        "List the documents of the collection; --prune lists (--yes removes) those whose files are gone.",
+        _docs_args,
+        _docs,
+    ),
     "ask": ("Ask a question; streams a cited answer.", _ask_args, _ask),
     "chat": ("Chat in the terminal: follow-up questions see the conversation.", _chat_args, _chat),
     "ui": ("Open the chat UI in the browser (Gradio).", _server_args(7860), _ui),

@@ -1,13 +1,17 @@
 """`rag ingest`: scan a folder, skip unchanged files, embed the rest, replace or delete their chunks.
 
+A document is a file's content at one absolute path (ingest/known.py): a file recorded from a parent or subfolder
+ingest is the same document, a new file whose content is a document whose file is gone is that document moved,
+and one whose content a live document holds already is a copy, reported and skipped.
+
 Crash safety: a document is written as delete-old-points, upsert-chunks, upsert-record, in that order, and point ids
 are deterministic. The record is what marks a document done, so a run killed at any moment leaves either the old
-state or a document without a record, which the next run redoes from scratch.
+state or a document without a record, which the next run redoes from scratch. A move sets the chunks' path, then the
+record's: killed between, the record still names the gone file, so the next run finds the same move again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.chunking import Chunk, Chunker
+from ingest.known import KnownDocuments, Record, display_path, file_hash
 from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
@@ -29,7 +34,7 @@ from rag.errors import RagError
 from rag.rerank import retrain_advice
 from rag.sparse import bm25_document
 from rag.store import PointData
-from rag.store.base import KIND_DOC, chunk_id, document_id
+from rag.store.base import KIND_DOC, chunk_id, document_path
 from rag.store.payload import ChunkPayload
 from rag.text import matches_glob, printable
 from rag.tokens import count_tokens
@@ -46,6 +51,8 @@ EMBED_GROUP_BATCHES = 4
 class IngestSummary:
     added: int = 0
     updated: int = 0
+    # found at a new path with the content of a document whose file is gone: not embedded again
+    moved: int = 0
     unchanged: int = 0
     deleted: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -64,6 +71,7 @@ class IngestSummary:
         return {
             "added": self.added,
             "updated": self.updated,
+            "moved": self.moved,
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "skipped": len(self.skipped),
@@ -81,12 +89,15 @@ class IngestSummary:
         written = f"chunks written {self.chunks} in {self.seconds:.1f} s ({self.chunks_per_s:.1f} chunks/s)"
         if self.load_seconds >= 0.05:
             written += f", after {self.load_seconds:.1f} s loading the embedder"
+        moved = (
+            f", moved {self.moved}" if self.moved else ""
+        )  # a line scripts read: unchanged unless it happened
         lines = [
-            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, deleted {self.deleted}, "
-            f"skipped {len(self.skipped)}, failed {len(self.failed)}",
+            f"added {self.added}, updated {self.updated}{moved}, unchanged {self.unchanged}, "
+            f"deleted {self.deleted}, skipped {len(self.skipped)}, failed {len(self.failed)}",
             written,
         ]
-        if not (self.added or self.updated or self.deleted):
+        if not (self.added or self.updated or self.deleted or self.moved):
             lines.append("nothing changed: no file was embedded")
         unsupported = Counter(r for _, r in self.skipped if r.startswith("unsupported"))
         lines += [f"  skipped {_files(n)}: {reason}" for reason, n in sorted(unsupported.items())]
@@ -106,10 +117,18 @@ def _files(count: int) -> str:
 @dataclass
 class _Doc:
     found: FoundFile
-    root: str
+    root: str  # the folder the document is recorded under, with source relative to it
+    source: str
     doc_id: str
     content_hash: str
     is_update: bool
+
+
+@dataclass
+class _Move:
+    found: FoundFile
+    root: str
+    record: Record  # the document whose file is gone, now at found.path
 
 
 @dataclass
@@ -125,14 +144,6 @@ class _Failed:
     doc: _Doc
     reason: str
     skipped: bool = False
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class IngestJob:
@@ -159,15 +170,13 @@ class IngestJob:
         shown = IngestProgress(progress, on_file)
         shown.note(f"scanning {root}…")
         summary = IngestSummary()
-        root_key = str(root)
-        records = {r["source"]: r for r in self.store.document_records(root_key)}
         # An excluded file that was ingested before is deleted like a removed one.
         found = [f for f in scan(root) if not matches_glob(f.source, self.settings.ingest_exclude)]
-        work = self._plan(root_key, found, records, summary)
-        self._delete_removed(found, records, summary)
+        work = self._reconcile(str(root), found, summary)
         shown.note(self._plan_line(work, summary))
         self._process(work, summary, shown)
-        if work or summary.deleted:  # optimizing an untouched shard costs time and changes nothing
+        # Optimizing an untouched shard costs time and changes nothing.
+        if work or summary.deleted or summary.moved:
             self.store.finish()
         summary.seconds = time.perf_counter() - started - summary.load_seconds
         if summary.added or summary.updated or summary.deleted:
@@ -187,51 +196,103 @@ class IngestJob:
             line += "; loading the embedder…"
         return line
 
-    def _plan(
-        self, root: str, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
-    ) -> list[_Doc]:
-        work: list[_Doc] = []
-        max_bytes = self.settings.max_file_mb * 1024 * 1024
-        for f in found:
-            if f.error:
-                summary.failed.append((f.source, f.error))
-                continue
-            if loader_for(f.path) is None:
-                summary.skipped.append((f.source, f"unsupported file type {f.path.suffix or '(none)'}"))
-                continue
-            if f.size == 0:
-                summary.skipped.append((f.source, "empty file"))
-                continue
-            if f.size > max_bytes and f.path.suffix.lower() not in STREAMED:
-                summary.failed.append((f.source, self._too_big(f.size)))
-                continue
-            record = records.get(f.source)
-            if record and record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns:
-                summary.unchanged += 1
-                continue
-            try:
-                digest = file_hash(f.path)
-            except OSError as exc:
-                summary.failed.append((f.source, os_error_reason(exc)))
-                continue
-            doc_id = document_id(root, f.source)
-            if record and record.get("content_hash") == digest:
-                self.store.set_payload(doc_id, {"size": f.size, "mtime_ns": f.mtime_ns})
-                summary.unchanged += 1
-                continue
-            work.append(_Doc(f, root, doc_id, digest, is_update=record is not None))
-        return work
-
-    def _delete_removed(
-        self, found: list[FoundFile], records: dict[str, dict[str, Any]], summary: IngestSummary
-    ) -> None:
-        present = {f.source for f in found}
-        # A folder that could not be read hides its files: they are unknown, not removed.
-        unreadable = [f.source for f in found if f.error]
-        for source, record in records.items():
-            if source not in present and not _inside_any(source, unreadable):
+    def _reconcile(self, root: str, found: list[FoundFile], summary: IngestSummary) -> list[_Doc]:
+        """Move, delete and mark unchanged what needs no embedding; the documents left to write."""
+        known = KnownDocuments(self.store.document_records())
+        stale = known.stale_under(root, found)
+        known.leaving.update(r["doc_id"] for r in stale)  # not a copy's original: it goes in this run
+        work, moves = self._plan(root, found, known, summary)
+        for move in moves:
+            self._move(move, summary)
+        for record in stale:
+            if record["doc_id"] not in known.claimed:
                 self.store.delete_document(record["doc_id"])
                 summary.deleted += 1
+        return work
+
+    def _plan(
+        self, root: str, found: list[FoundFile], known: KnownDocuments, summary: IngestSummary
+    ) -> tuple[list[_Doc], list[_Move]]:
+        """Recorded files first, so a new file is never taken for a copy of content a changed one no longer has."""
+        readable = [f for f in found if self._readable(f, summary)]
+        recorded = [(f, r) for f in readable if (r := known.at(str(f.path))) is not None]
+        work = [d for f, r in recorded if (d := self._plan_recorded(f, r, known, summary))]
+        moves: list[_Move] = []
+        for f in readable:
+            if known.at(str(f.path)) is None:
+                item = self._plan_new(root, f, known, summary)
+                if isinstance(item, _Move):
+                    moves.append(item)
+                elif item is not None:
+                    work.append(item)
+        return work, moves
+
+    def _readable(self, f: FoundFile, summary: IngestSummary) -> bool:
+        """A file some loader can read within the size limit; otherwise reported, and its record (if any) kept."""
+        if f.error:
+            summary.failed.append((f.source, f.error))
+        elif loader_for(f.path) is None:
+            summary.skipped.append((f.source, f"unsupported file type {f.path.suffix or '(none)'}"))
+        elif f.size == 0:
+            summary.skipped.append((f.source, "empty file"))
+        elif f.size > self.settings.max_file_mb * 1024 * 1024 and f.path.suffix.lower() not in STREAMED:
+            summary.failed.append((f.source, self._too_big(f.size)))
+        else:
+            return True
+        return False
+
+    def _hash(self, f: FoundFile, summary: IngestSummary) -> str | None:
+        try:
+            return file_hash(f.path)
+        except OSError as exc:
+            summary.failed.append((f.source, os_error_reason(exc)))
+            return None
+
+    def _plan_recorded(
+        self, f: FoundFile, record: Record, known: KnownDocuments, summary: IngestSummary
+    ) -> _Doc | None:
+        """A file with a record at its path, whichever folder that record was ingested from: it keeps its id."""
+        if record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns:
+            summary.unchanged += 1
+            return None
+        if (digest := self._hash(f, summary)) is None:
+            return None
+        known.hold(digest, file_type(f.path), str(f.path))
+        if record.get("content_hash") == digest:
+            self.store.set_payload(record["doc_id"], {"size": f.size, "mtime_ns": f.mtime_ns})
+            summary.unchanged += 1
+            return None
+        return _Doc(f, record["root"], record["source"], record["doc_id"], digest, is_update=True)
+
+    def _plan_new(
+        self, root: str, f: FoundFile, known: KnownDocuments, summary: IngestSummary
+    ) -> _Doc | _Move | None:
+        """A file no record names: a copy of a live document (skipped, so no passage shows up twice), a document
+        whose file is gone (moved), or a new one."""
+        if (digest := self._hash(f, summary)) is None:
+            return None
+        kind = file_type(f.path)
+        if (holder := known.holder(digest, kind)) is not None:
+            summary.skipped.append((f.source, f"same content as {display_path(holder, root)}"))
+            return None
+        known.hold(digest, kind, str(f.path))
+        if (record := known.take_gone(digest, kind)) is not None:
+            return _Move(f, root, record)
+        return _Doc(f, root, f.source, known.new_id(root, f.source), digest, is_update=False)
+
+    def _move(self, move: _Move, summary: IngestSummary) -> None:
+        """The document's points stay as they are (same text, same vectors); only the path in their payload changes."""
+        paths = path_fields(move.root, move.found.source)
+        self.store.set_chunks_payload(move.record["doc_id"], paths)
+        self._record_move(move, paths)  # last: the record at its new path is what marks the move done
+        summary.moved += 1
+        log.info("moved %s to %s", document_path(move.record), move.found.path)
+
+    def _record_move(self, move: _Move, paths: dict[str, Any]) -> None:
+        found = move.found
+        self.store.set_payload(
+            move.record["doc_id"], {**paths, "size": found.size, "mtime_ns": found.mtime_ns}
+        )
 
     def _process(self, work: list[_Doc], summary: IngestSummary, progress: IngestProgress) -> None:
         if not work:
@@ -434,21 +495,19 @@ class _Writer:
             self.summary.added += 1
 
     def _base_payload(self, doc: _Doc) -> dict[str, Any]:
-        source = doc.found.source
-        parts = source.split("/")[:-1]
         return {
             "doc_id": doc.doc_id,
-            "root": doc.root,
-            "source": source,
-            "dirs": ["/".join(parts[: i + 1]) for i in range(len(parts))],
+            **path_fields(doc.root, doc.source),
             "file_type": file_type(doc.found.path),
             "content_hash": doc.content_hash,
             "ingested_at": self.started[doc.doc_id],
         }
 
 
-def _inside_any(source: str, folders: list[str]) -> bool:
-    return any(folder == "." or source.startswith(folder + "/") for folder in folders)
+def path_fields(root: str, source: str) -> dict[str, Any]:
+    """Where a document is, in its record and in each chunk: `dirs` holds every folder above it, for path filters."""
+    parts = source.split("/")[:-1]
+    return {"root": root, "source": source, "dirs": ["/".join(parts[: i + 1]) for i in range(len(parts))]}
 
 
 def ingest_folder(

@@ -5,6 +5,7 @@ Ingestion, search and chat are built from a Collection; nothing else opens a sto
 
 from __future__ import annotations
 
+import os
 import threading
 from types import TracebackType
 from typing import Any
@@ -13,6 +14,7 @@ from rag.config import Settings
 from rag.embedder import LazyEmbedder
 from rag.errors import RagError
 from rag.store import VectorStore, check_collection_name, open_store
+from rag.store.base import document_path
 
 DOC_FIELDS = ("doc_id", "source", "root", "file_type", "chunks", "pages", "ingested_at", "title", "size")
 
@@ -58,6 +60,20 @@ class Collection:
         self.store.delete_document(doc_id)
         return record
 
+    def missing_documents(self) -> list[dict[str, Any]]:
+        """Documents whose file is gone (deleted, or moved and not ingested from its new place), with their path."""
+        docs = [{**d, "path": document_path(d)} for d in self.documents()]
+        return [d for d in docs if file_gone(d["path"])]
+
+    def remove_missing(self) -> list[dict[str, Any]]:
+        """Delete the documents whose file is gone, chunks and records; those it deleted."""
+        gone = self.missing_documents()
+        for doc in gone:
+            self.store.delete_document(doc["doc_id"])
+        if gone:
+            self.store.finish()
+        return gone
+
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
@@ -70,3 +86,15 @@ class Collection:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def file_gone(path: str) -> bool:
+    """Nothing is at path. A file we may not stat (an unreadable folder) is not gone: it may come back readable,
+    and removing its document would lose it."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False

@@ -29,6 +29,7 @@ CSS = """
 
 ChatHistory = list[dict[str, Any]]
 _PROGRESS = gr.Progress()  # Gradio injects a live tracker for a parameter whose default is a Progress
+PRUNE_LISTED = 20  # paths the prune question lists; a whole unmounted drive would make it a wall of text
 
 
 def render_sources(answer: Answer) -> str:
@@ -201,6 +202,37 @@ class ChatApp:
         rows, picker, _ = self._documents_view(collection)
         return message, rows, picker
 
+    def confirm_prune(self, collection: str) -> tuple[Any, str, Any]:
+        """The first click lists what would go (a file on a drive that is not mounted looks gone too); the confirm
+        row, its question, and the status line."""
+        try:
+            gone = self.service.collection(collection).missing_documents()
+        except RagError as exc:
+            return gr.update(visible=False), "", f"⚠️ {exc}"
+        if not gone:
+            return gr.update(visible=False), "", "No document's file is gone: nothing to remove."
+        listed = [f"- {_markdown_escaped(str(d['path']))}" for d in gone[:PRUNE_LISTED]]
+        if len(gone) > PRUNE_LISTED:
+            listed.append(f"- … and {len(gone) - PRUNE_LISTED} more")
+        question = (
+            f"Remove **{len(gone)} documents** whose files are gone from {collection!r}? "
+            "Their passages go too; this cannot be undone.\n\n" + "\n".join(listed)
+        )
+        return gr.update(visible=True), question, gr.update()
+
+    def prune(self, collection: str) -> tuple[str, list[list[Any]], Any]:
+        try:
+            removed = self.service.collection(collection).remove_missing()
+            message = (
+                f"Removed {len(removed)} documents whose files are gone."
+                if removed
+                else "No document's file is gone: nothing to remove."
+            )
+        except RagError as exc:
+            message = f"⚠️ {exc}"
+        rows, picker, _ = self._documents_view(collection)
+        return message, rows, picker
+
     def refresh(self, collection: str) -> tuple[str, list[list[Any]], Any, str]:
         rows, picker, error = self._documents_view(collection)
         return error or f"{len(rows)} documents.", rows, picker, self._status_md(collection)
@@ -316,6 +348,11 @@ class ChatApp:
                     confirm_text = gr.Markdown()
                     confirm_button = gr.Button("Delete", variant="stop", scale=0, elem_id="confirm")
                     cancel_button = gr.Button("Cancel", scale=0, elem_id="cancel")
+                prune_button = gr.Button("Remove documents whose files are gone", size="sm", elem_id="prune")
+                with gr.Row(visible=False, elem_id="confirm-prune") as prune_row:
+                    prune_text = gr.Markdown()
+                    prune_confirm = gr.Button("Remove them", variant="stop", scale=0, elem_id="prune-confirm")
+                    prune_cancel = gr.Button("Cancel", scale=0, elem_id="prune-cancel")
             with gr.Tab("Settings"):
                 with gr.Row():
                     collection = gr.Dropdown(
@@ -375,6 +412,16 @@ class ChatApp:
                 lambda: gr.update(visible=False), None, confirm_row, api_visibility="private"
             )
             cancel_button.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
+            prune_button.click(
+                self.confirm_prune,
+                [collection],
+                [prune_row, prune_text, doc_message],
+                api_visibility="private",
+            )
+            prune_confirm.click(self.prune, [collection], doc_outputs, api_name="prune").then(
+                lambda: gr.update(visible=False), None, prune_row, api_visibility="private"
+            )
+            prune_cancel.click(lambda: gr.update(visible=False), None, prune_row, api_visibility="private")
             create.click(
                 self.create_collection,
                 [new_name],

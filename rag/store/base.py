@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -24,6 +25,11 @@ META_ID = str(uuid.uuid5(_NAMESPACE, "collection-meta"))
 def document_id(root: str, source: str) -> str:
     """Stable id of a document: its root and path relative to it."""
     return str(uuid.uuid5(_NAMESPACE, f"{root}\0{source}"))
+
+
+def document_path(record: dict[str, Any]) -> str:
+    """A document's file as an absolute path: the one key that names a file whichever folder it was ingested from."""
+    return str(PurePosixPath(str(record.get("root")), str(record.get("source"))))
 
 
 def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
@@ -94,6 +100,10 @@ class VectorStore(Protocol):
     def document_records(self, root: str | None = None) -> list[dict[str, Any]]: ...
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
+
+    def set_chunks_payload(self, doc_id: str, payload: dict[str, Any]) -> None:
+        """Set these payload fields on every chunk of the document, in one update."""
+        ...
 
     def count_chunks(self) -> int: ...
 

@@ -116,6 +116,9 @@ class EdgeEngine:
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.shard.update(qe.UpdateOperation.set_payload([point_id], payload))
 
+    def set_payload_where(self, where: qe.Filter, payload: dict[str, Any]) -> None:
+        self.shard.update(qe.UpdateOperation.set_payload_by_filter(where, payload))
+
     def retrieve(self, point_id: str) -> list[qe.Record]:
         return self.shard.retrieve([point_id], with_payload=True, with_vector=False)
 

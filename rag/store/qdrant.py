@@ -108,6 +108,8 @@ class Engine(FilterParts, Protocol):
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
 
+    def set_payload_where(self, where: Native, payload: dict[str, Any]) -> None: ...
+
     def retrieve(self, point_id: str) -> Sequence[Stored]: ...
 
     def scroll(self, where: Native, offset: Any, limit: int) -> tuple[Sequence[Stored], Any]: ...
@@ -178,6 +180,9 @@ class QdrantStore:
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.engine.set_payload(point_id, payload)
+
+    def set_chunks_payload(self, doc_id: str, payload: dict[str, Any]) -> None:
+        self.engine.set_payload_where(build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id), payload)
 
     def _scroll(self, where: Native) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -84,6 +84,11 @@ class ServerEngine:
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         self.client.set_payload(self.name, payload=payload, points=[point_id], wait=True)
 
+    def set_payload_where(self, where: models.Filter, payload: dict[str, Any]) -> None:
+        self.client.set_payload(
+            self.name, payload=payload, points=models.FilterSelector(filter=where), wait=True
+        )
+
     def retrieve(self, point_id: str) -> list[models.Record]:
         return self.client.retrieve(self.name, [point_id], with_payload=True)
 

@@ -53,7 +53,12 @@ async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
 async def validation_handler(_: Request, exc: Exception) -> JSONResponse:
     """Bad JSON or a missing field: 400 with the first problem named, as OpenAI does."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+    first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": str(exc)}
+    if first.get("type") == "json_invalid":  # its loc is ("body", 31): a character offset, not a parameter
+        where = first["loc"][-1] if first["loc"] else "?"
+        problem = (first.get("ctx") or {}).get("error", first["msg"])
+        message = f"the body is not valid JSON: {problem} at character {where}"
+        return JSONResponse(error_body(message, "invalid_request_error", None, None), status_code=400)
     param = ".".join(str(part) for part in first["loc"] if part != "body") or None
     message = f"{param}: {first['msg']}" if param else str(first["msg"])
     return JSONResponse(error_body(message, "invalid_request_error", None, param), status_code=400)

@@ -29,18 +29,26 @@ class BodyLimit:
             await _refuse(send, limit)
             return
         seen = 0
-        started = False
+        started = over = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:  # a chunked body that said nothing of its size
+                over = True
                 raise TooLarge
             return message
 
         async def watched(message: Message) -> None:
             nonlocal started
+            if (
+                over
+            ):  # FastAPI answers a body it failed to read with 400 "error parsing the body": it was too large
+                if not started:
+                    started = True
+                    await _refuse(send, limit)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 

@@ -121,6 +121,32 @@ def test_wrong_key_unknown_model_and_bad_requests_get_openai_errors(server: Serv
         assert httpx.get(server.url + "/health").status_code == 401
 
 
+def test_malformed_json_and_a_chunked_oversized_body_get_their_own_errors(server: Server) -> None:
+    """Bad JSON got `param: "31"` (a character offset as a parameter name); a 6 MB chunked body with no
+    Content-Length got 400 "error parsing the body", not 413."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(6):
+            yield b" " * (1 << 20)
+
+    with server.http() as http:
+        bad = http.post(
+            "/v1/chat/completions",
+            content=b'{"model": "test", "messages": [}',
+            headers={"content-type": "application/json"},
+        )
+        chunked = http.post(
+            "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] is None, bad.text
+    assert (
+        "not valid JSON" in bad.json()["error"]["message"]
+        and "at character 31" in bad.json()["error"]["message"]
+    )
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large", chunked.text
+
+
 def test_models_and_embeddings(server: Server, embedder: Embedder) -> None:
     client = server.client()
     assert [m.id for m in client.models.list()] == ["test"]

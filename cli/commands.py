@@ -303,17 +303,38 @@ def _ui_password(settings: Settings) -> str | None:
 
 
 def _ui(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.server import launch
+    with _uploads_in_data_dir(settings):
+        from ui.server import launch
 
-    launch(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
+        launch(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
     return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from api.server import run
+    with _uploads_in_data_dir(settings):
+        from api.server import run
 
-    run(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
+        run(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
     return 0
+
+
+@contextmanager
+def _uploads_in_data_dir(settings: Settings) -> Iterator[None]:
+    """Gradio keeps every uploaded file in its temporary folder (/tmp/gradio), outside the data folder, after the
+    server stops, refused uploads too: its folder is put under the data folder (before gradio is imported: it
+    reads GRADIO_TEMP_DIR then) and emptied when the server stops. A folder the user chose is left alone."""
+    import os
+    import shutil
+
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        yield
+        return
+    folder = settings.data_dir / ".incoming" / "ui"
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:

@@ -178,10 +178,10 @@ def test_concurrent_clients_all_get_answers_even_after_the_llm_server_is_killed(
     assert not errors and len(results) == 2 and all(_answered(r) for r in results), results
 
 
-def test_upload_then_answer_then_delete(app_url: str, tmp_path: Path) -> None:
+def test_upload_then_answer_then_delete(app: App, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
-    client = Client(app_url, verbose=False)
+    client = Client(app.url, verbose=False)
     doc = tmp_path / "quokka.md"
     doc.write_text("# Quokkas\n\nQuokkas live on Rottnest Island and are known for smiling.\n")
     archive = tmp_path / "more.zip"
@@ -192,6 +192,10 @@ def test_upload_then_answer_then_delete(app_url: str, tmp_path: Path) -> None:
         [handle_file(str(doc)), handle_file(str(archive))], "test", api_name="/upload"
     )
     assert "added 2" in message, message
+    # Gradio's copies were left in /tmp/gradio after the server stopped: now under the data folder (emptied when
+    # the server stops), and the named copies removed once saved
+    received = app.data / ".incoming" / "ui"
+    assert received.is_dir() and {"quokka.md", "more.zip"}.isdisjoint(p.name for p in received.rglob("*"))
     sources = {row[0] for row in rows["data"]} if isinstance(rows, dict) else {row[0] for row in rows}
     assert {"quokka.md", "more/zipped/numbat.md"} <= sources
     answer = client.predict("Where do quokkas live?", api_name="/chat")
@@ -377,4 +381,14 @@ def test_with_only_an_api_key_the_browser_logs_in_with_it(
         _wait_for_answer(page)
         conversation = page.locator("#chatbot").inner_text()
         page.close()
+        from gradio_client import Client, handle_file
+
+        refused = launched.data.parent / "refused.exe"
+        refused.write_bytes(b"MZ")
+        Client(launched.url, auth=("me", "sk-ui-key-123456"), verbose=False).predict(
+            [handle_file(str(refused))], "test", api_name="/upload"
+        )
+        received = launched.data / ".incoming" / "ui"
+        assert any(p.is_file() for p in received.rglob("*"))  # under the data folder, not /tmp/gradio
     assert "grass and hay" in conversation.lower(), conversation
+    assert not received.exists()  # Gradio's received files, a refused upload's too, went with the server

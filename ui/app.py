@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -170,6 +171,8 @@ class ChatApp:
             message = "\n".join(lines)
         except RagError as exc:
             message = f"⚠️ {exc}"
+        finally:
+            _remove_received(files)
         rows, picker, _ = self._documents_view(collection)
         return message, rows, picker
 
@@ -459,3 +462,15 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|~])")
 def _markdown_escaped(text: str) -> str:
     """A user's words shown as they are, not as Markdown or HTML."""
     return _MARKDOWN.sub(r"\\\1", text)
+
+
+def _remove_received(files: list[str]) -> None:
+    """The files Gradio received, once copied into the upload folder (or refused): they are not kept twice. Only
+    files inside Gradio's own folder are touched."""
+    from gradio.utils import get_upload_folder
+
+    received = Path(get_upload_folder()).resolve()
+    for name in files:
+        path = Path(name).resolve()
+        if path.is_relative_to(received) and path != received:
+            path.unlink(missing_ok=True)

@@ -27,10 +27,17 @@ class Passage:
     n: int
     hit: Hit
 
-    def render(self) -> str:
+    def render(self, with_source: bool = True) -> str:
+        """The passage under its number; with its file name and page unless with_source is off: the small model
+        repeated an injected file name ("…not PWNED-NAME.md…") as if it were part of the answer. A name is where
+        a passage comes from (the sources list shows it), not something to read."""
         chunk = self.hit.chunk
         where = chunk.source + (f", page {chunk.page}" if chunk.page else "")
-        head = f"[{self.n}] ({where})" + (f" {chunk.title}" if chunk.title else "")
+        head = (
+            f"[{self.n}]"
+            + (f" ({where})" if with_source else "")
+            + (f" {chunk.title}" if chunk.title else "")
+        )
         return defang(f"{head}\n{chunk.text}")  # a path or a heading is the document's text too
 
 
@@ -39,8 +46,8 @@ class Passage:
 FEW_SHOT = [
     {
         "role": "user",
-        "content": "<context>\n[1] (handbook.txt) Backups\nThe backup job runs every night at 02:00 and keeps "
-        "copies for 30 days.\n\n[2] (handbook.txt) Restoring files\nTo restore a file, run `restore NAME` as "
+        "content": "<context>\n[1] Backups\nThe backup job runs every night at 02:00 and keeps "
+        "copies for 30 days.\n\n[2] Restoring files\nTo restore a file, run `restore NAME` as "
         "root.\n</context>\n\nQuestion: How do I get a deleted file back?",
     },
     {"role": "assistant", "content": "Run `restore NAME` as root [2]. Copies are kept for 30 days [1]."},
@@ -60,7 +67,7 @@ class Prompt:
 
     @property
     def messages(self) -> list[dict[str, str]]:
-        context = "\n\n".join(p.render() for p in self.passages)
+        context = "\n\n".join(p.render(with_source=not self.few_shot) for p in self.passages)
         user = f"<context>\n{context}\n</context>\n\nQuestion: {self.question}"
         examples = FEW_SHOT if self.few_shot else []
         return [{"role": "system", "content": SYSTEM}, *examples, {"role": "user", "content": user}]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
 
+import httpx
 import openai
 
 from rag.config import Settings
@@ -113,9 +114,13 @@ class LLMClient:
                 for piece in self._stream_once(messages, options):
                     produced = produced or bool(piece.strip())
                     yield piece
-            except openai.OpenAIError as exc:
+            except (openai.OpenAIError, httpx.HTTPError) as exc:
                 if attempt == 1 and not produced and self.server and self.server.died():
                     continue  # it died before answering: restarted by _revive, asked again
+                if produced and not isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+                    raise self._cut_off(exc) from None
+                if isinstance(exc, httpx.HTTPError):
+                    raise RagError(f"the LLM endpoint at {self.host} broke the connection ({exc})") from None
                 raise self._error(exc) from None
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 # raw bytes, bad JSON or a wrong shape inside the stream: the openai client has no type for it
@@ -146,17 +151,24 @@ class LLMClient:
                 ),
             )
             chunks = 0
+            finished = False
             with response:
                 for chunk in response:
                     chunks += 1
                     choices = getattr(chunk, "choices", None)  # a usage-only chunk may have none
                     if choices and choices[0].delta.content:
                         yield choices[0].delta.content
+                    finished = finished or bool(choices and choices[0].finish_reason)
                     if time.monotonic() - started > self.total_s:
                         raise RagError(
                             f"the answer from {self.host} took longer than {self.total_s:g} s "
                             "(RAG_LLM_TIMEOUT_S); stopped"
                         )
+            if chunks and not finished:  # "Wombats eat", then the connection closed: not an answer
+                raise RagError(
+                    f"the LLM endpoint at {self.host} stopped mid-answer (its stream ended without a finish "
+                    "reason); the answer is incomplete"
+                )
             if not chunks:
                 raise RagError(
                     f"the LLM endpoint at {self.host} sent no chat completion chunk (its reply was "
@@ -174,6 +186,17 @@ class LLMClient:
 
     def complete(self, messages: list[Message], max_tokens: int, temperature: float = 0.0) -> str:
         return "".join(self.stream(messages, max_tokens, temperature))
+
+    def _cut_off(self, exc: Exception) -> RagError:
+        """A stream that broke after the answer began: it was reported as "cannot reach the endpoint"."""
+        if self.server is not None and (ended := self.server.died()):
+            return RagError(
+                f"the embedded model server stopped during this answer ({ended}); it restarts with the next question"
+            )
+        return RagError(
+            f"the LLM endpoint at {self.host} stopped mid-answer ({type(exc).__name__}: "
+            f"{first_line(str(exc), 120)}); the answer is incomplete"
+        )
 
     def _error(self, exc: openai.OpenAIError) -> RagError:
         if self.server is not None and (ended := self.server.died()):

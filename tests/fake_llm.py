@@ -25,6 +25,7 @@ class FakeLLM:
         self.posts = 0  # completions requests received, answered or not
         self.delay_s = 0.0  # before the reply's first byte
         self.raw: tuple[str, bytes] | None = None  # (content type, body) sent instead of a proper stream
+        self.unsent = 0  # bytes the reply's Content-Length promises beyond its body: the connection breaks
 
     def script(self, *replies: str) -> None:
         self.replies = list(replies)
@@ -67,9 +68,11 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             data = body.encode() if isinstance(body, str) else body
             self.send_response(200)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(len(data) + fake.unsent))
             self.end_headers()
             self.wfile.write(data)
+            if fake.unsent:
+                self.close_connection = True
 
         def log_message(self, *args: object) -> None:
             pass

@@ -52,6 +52,21 @@ def test_a_reply_that_is_not_a_chat_stream_is_one_clear_error(
     assert fake.posts == 1  # a broken endpoint is not asked twice
 
 
+CUT_STREAM = b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "fake", "choices": [{"index": 0, "delta": {"content": "Wombats eat"}, "finish_reason": null}]}\n\n'
+
+
+@pytest.mark.parametrize("unsent", [0, 1000], ids=["closed without finish", "connection broken"])
+def test_an_answer_cut_off_mid_stream_is_an_error_not_an_answer(fake: FakeLLM, unsent: int) -> None:
+    """ "Wombats eat", then the stream ended without finish_reason or [DONE]: served as a complete answer; a
+    connection broken mid-answer was reported as "cannot reach the LLM endpoint"."""
+    fake.raw, fake.unsent = ("text/event-stream", CUT_STREAM), unsent
+    pieces: list[str] = []
+    with pytest.raises(RagError, match="stopped mid-answer .*the answer is incomplete") as caught:
+        for piece in _client(fake).stream(HI, 10):
+            pieces.append(piece)
+    assert "".join(pieces) == "Wombats eat" and "cannot reach" not in str(caught.value)
+
+
 def test_first_token_timeout_is_the_setting_and_not_retried(fake: FakeLLM) -> None:
     """The client retried a timeout once, so a chat waited twice the setting; now it is one wait, named."""
     fake.delay_s = 3.0
@@ -86,3 +101,21 @@ def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: the LLM endpoint at 127.0.0.1:")
+
+
+def test_rag_ask_with_a_cut_off_answer_exits_2(tmp_path: Path, embedder: Embedder, fake: FakeLLM) -> None:
+    """It printed "Wombats eat" and exited 0."""
+    settings = Settings(data_dir=tmp_path / "data", collection="cut")
+    run_ingest(settings, make_corpus(tmp_path / "corpus"))
+    fake.raw = ("text/event-stream", CUT_STREAM)
+    env = cli_env(settings.data_dir) | {
+        "RAG_ANSWER_MODE": "generate",
+        "OPENAI_BASE_URL": fake.url,
+        "RAG_LLM_MODEL": "fake",
+        "RAG_COLLECTION": "cut",
+    }
+    result = subprocess.run(
+        [RAG_BIN, "ask", "What do alpacas eat?"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "stopped mid-answer" in result.stderr and "Traceback" not in result.stderr

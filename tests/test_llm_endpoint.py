@@ -83,21 +83,26 @@ def test_total_timeout_stops_a_slow_answer(fake: FakeLLM) -> None:
         "".join(client.stream(HI, 100))
 
 
-def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
-    tmp_path: Path, embedder: Embedder, fake: FakeLLM
-) -> None:
-    settings = Settings(data_dir=tmp_path / "data", collection="garbage")
+def _ask_in_generate_mode(tmp_path: Path, fake: FakeLLM) -> subprocess.CompletedProcess[str]:
+    """`rag ask` over a small collection, answered by the fake endpoint as it is set up."""
+    settings = Settings(data_dir=tmp_path / "data", collection="generated")
     run_ingest(settings, make_corpus(tmp_path / "corpus"))
-    fake.raw = ("application/octet-stream", bytes(range(256)) * 4)
     env = cli_env(settings.data_dir) | {
         "RAG_ANSWER_MODE": "generate",
         "OPENAI_BASE_URL": fake.url,
         "RAG_LLM_MODEL": "fake",
-        "RAG_COLLECTION": "garbage",
+        "RAG_COLLECTION": "generated",
     }
-    result = subprocess.run(
+    return subprocess.run(
         [RAG_BIN, "ask", "What do alpacas eat?"], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
+    tmp_path: Path, embedder: Embedder, fake: FakeLLM
+) -> None:
+    fake.raw = ("application/octet-stream", bytes(range(256)) * 4)
+    result = _ask_in_generate_mode(tmp_path, fake)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: the LLM endpoint at 127.0.0.1:")
@@ -105,17 +110,7 @@ def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
 
 def test_rag_ask_with_a_cut_off_answer_exits_2(tmp_path: Path, embedder: Embedder, fake: FakeLLM) -> None:
     """It printed "Wombats eat" and exited 0."""
-    settings = Settings(data_dir=tmp_path / "data", collection="cut")
-    run_ingest(settings, make_corpus(tmp_path / "corpus"))
     fake.raw = ("text/event-stream", CUT_STREAM)
-    env = cli_env(settings.data_dir) | {
-        "RAG_ANSWER_MODE": "generate",
-        "OPENAI_BASE_URL": fake.url,
-        "RAG_LLM_MODEL": "fake",
-        "RAG_COLLECTION": "cut",
-    }
-    result = subprocess.run(
-        [RAG_BIN, "ask", "What do alpacas eat?"], env=env, capture_output=True, text=True, timeout=120
-    )
+    result = _ask_in_generate_mode(tmp_path, fake)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "stopped mid-answer" in result.stderr and "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ server on 127.0.0.1 with the packaged SmolLM2-135M-Instruct.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -152,18 +153,24 @@ class LLMClient:
             )
             chunks = 0
             finished = False
-            with response:
-                for chunk in response:
-                    chunks += 1
-                    choices = getattr(chunk, "choices", None)  # a usage-only chunk may have none
-                    if choices and choices[0].delta.content:
-                        yield choices[0].delta.content
-                    finished = finished or bool(choices and choices[0].finish_reason)
-                    if time.monotonic() - started > self.total_s:
-                        raise RagError(
-                            f"the answer from {self.host} took longer than {self.total_s:g} s "
-                            "(RAG_LLM_TIMEOUT_S); stopped"
-                        )
+            watchdog = _Watchdog(response, self.first_token_s, started + self.total_s)
+            with response, watchdog:
+                try:
+                    for chunk in response:
+                        chunks += 1
+                        choices = getattr(chunk, "choices", None)  # a usage-only chunk may have none
+                        if choices and choices[0].delta.content:
+                            watchdog.content_came()
+                            yield choices[0].delta.content
+                        finished = finished or bool(choices and choices[0].finish_reason)
+                        if time.monotonic() - started > self.total_s:
+                            raise RagError(self._too_slow("total"))
+                except (openai.OpenAIError, httpx.HTTPError, OSError, ValueError):
+                    if watchdog.expired:
+                        raise RagError(self._too_slow(watchdog.expired)) from None
+                    raise
+                if watchdog.expired:
+                    raise RagError(self._too_slow(watchdog.expired))
             if chunks and not finished:  # "Wombats eat", then the connection closed: not an answer
                 raise RagError(
                     f"the LLM endpoint at {self.host} stopped mid-answer (its stream ended without a finish "
@@ -175,6 +182,14 @@ class LLMClient:
                     f"{response.response.headers.get('content-type', 'untyped')}); is OPENAI_BASE_URL an "
                     "OpenAI-compatible /v1 address?"
                 )
+
+    def _too_slow(self, which: str) -> str:
+        if which == "first":
+            return (
+                f"the LLM endpoint at {self.host} sent no answer text for {self.first_token_s:g} s "
+                "(RAG_LLM_FIRST_TOKEN_TIMEOUT_S); stopped"
+            )
+        return f"the answer from {self.host} took longer than {self.total_s:g} s (RAG_LLM_TIMEOUT_S); stopped"
 
     def _revive(self) -> None:
         """Restart the embedded server if it died since the last request (a new port if its own was taken)."""
@@ -271,3 +286,40 @@ def describe_llm(settings: Settings) -> dict[str, Any]:
         "model": (settings.llm_gguf or Path("SmolLM2-135M-Instruct")).stem,
         "embedded": True,
     }
+
+
+class _Watchdog:
+    """Closes the response when its content is late: keep-alive comments (`: keep-alive`) and empty deltas are
+    bytes, so they reset the HTTP read timeout, and an endpoint sending only them held `rag ask` for 114 s past
+    both settings. The first piece of text is due within first_token_s, the whole answer by the deadline (wall
+    clock). Closing the response makes the blocked read fail; `expired` says which limit it was."""
+
+    def __init__(self, response: Any, first_token_s: float, deadline: float) -> None:
+        self.response = response
+        self.first_due = time.monotonic() + first_token_s
+        self.deadline = deadline
+        self.text_came = False
+        self.expired = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="llm-watchdog", daemon=True)
+
+    def content_came(self) -> None:
+        self.text_came = True
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            if not self.text_came and now > self.first_due:
+                self.expired = "first"
+            elif now > self.deadline:
+                self.expired = "total"
+            if self.expired:
+                self.response.close()
+                return

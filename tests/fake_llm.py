@@ -26,6 +26,7 @@ class FakeLLM:
         self.delay_s = 0.0  # before the reply's first byte
         self.raw: tuple[str, bytes] | None = None  # (content type, body) sent instead of a proper stream
         self.unsent = 0  # bytes the reply's Content-Length promises beyond its body: the connection breaks
+        self.keepalive_s = 0.0  # sends only SSE keep-alive comments, this often, for up to 30 s
 
     def script(self, *replies: str) -> None:
         self.replies = list(replies)
@@ -48,6 +49,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             if fake.raw is not None:
                 self._send(fake.raw[0], fake.raw[1])
                 return
+            if fake.keepalive_s:
+                self._keep_alive()
+                return
             text = fake.next_reply(body["messages"])
             pieces = [p for p in text.replace(" ", " \0").split("\0") if p]
             deltas = [{"content": p} for p in pieces] + [{}]
@@ -63,6 +67,20 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             ]
             stream = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
             self._send("text/event-stream", stream)
+
+        def _keep_alive(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.close_connection = True
+            ends = time.monotonic() + 30
+            try:
+                while time.monotonic() < ends:
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    time.sleep(fake.keepalive_s)
+            except OSError:  # the client gave up: what the test wants
+                pass
 
         def _send(self, kind: str, body: str | bytes) -> None:
             data = body.encode() if isinstance(body, str) else body

@@ -4,6 +4,7 @@ empty answer passed off as one, and a timeout that is what its setting says."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def test_first_token_timeout_is_the_setting_and_not_retried(fake: FakeLLM) -> No
     with pytest.raises(RagError, match=r"sent nothing for 1 s \(RAG_LLM_FIRST_TOKEN_TIMEOUT_S\)"):
         "".join(_client(fake, llm_first_token_timeout_s=1).stream(HI, 10))
     assert fake.posts == 1
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        ({"llm_first_token_timeout_s": 2, "llm_timeout_s": 60}, "RAG_LLM_FIRST_TOKEN_TIMEOUT_S"),
+        ({"llm_first_token_timeout_s": 60, "llm_timeout_s": 3}, "RAG_LLM_TIMEOUT_S"),
+    ],
+)
+def test_keep_alive_comments_do_not_hold_off_the_timeouts(
+    fake: FakeLLM, limits: dict[str, float], named: str
+) -> None:
+    """An endpoint sending only `: keep-alive` lines held rag ask for 114 s with timeouts of 5 and 12 s: they
+    count answer text and wall-clock time, not bytes."""
+    fake.keepalive_s = 0.3
+    started = time.monotonic()
+    with pytest.raises(RagError, match=named):
+        "".join(_client(fake, **limits).stream(HI, 10))
+    assert time.monotonic() - started < 10
 
 
 def test_total_timeout_stops_a_slow_answer(fake: FakeLLM) -> None:

@@ -17,11 +17,11 @@ from fastapi.responses import StreamingResponse
 from api import chat
 from api.errors import ApiError, from_rag_error, unknown_model
 from api.schemas import ChatRequest, EmbeddingRequest
-from rag.answer import check_question
 from rag.embedder import embedder_from_settings
 from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.llm_server import embedded_state
+from rag.question import check_question
 from rag.rerank import describe_reranker
 from rag.store import list_collections
 from ui.service import NAME_MAX_BYTES, RagService

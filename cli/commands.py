@@ -166,7 +166,7 @@ def _chat_session(settings: Settings, mode: str | None) -> Iterator[tuple[Any, A
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    from rag.answer import check_question
+    from rag.question import check_question
 
     check_question(args.question, settings)  # before the embedder and the store load
     with _chat_session(settings, args.mode) as (pipeline, status):

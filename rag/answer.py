@@ -16,7 +16,6 @@ import numpy as np
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
-from rag.config import Settings
 from rag.conversation import (
     TurnQuery,
     opens_with_ellipsis,
@@ -25,10 +24,11 @@ from rag.conversation import (
     topic_words,
     valid_rewrite,
 )
-from rag.errors import BadQuestion, RagError
+from rag.errors import RagError
 from rag.grammar import citation_grammar
 from rag.llm import LLMClient, Message, open_llm
 from rag.prompt import ECHO_STOPS, REFUSAL, Passage, Prompt, build_prompt, is_refusal
+from rag.question import check_question
 from rag.search import Ranking, Searcher
 from rag.store import Hit, SearchFilter
 from rag.support import SentenceCheck, check_sentences
@@ -37,7 +37,6 @@ from rag.tokens import count
 log = logging.getLogger("rag.answer")
 
 SNIPPET_CHARS = 300
-MAX_QUESTION_SHARE = 0.25  # of the LLM's window: the passages need the rest
 # A follow-up searched with its topic's words is answered from passages that hold one of its own words, or are at
 # least this close to the question alone (README, "Conversations")
 OWN_WORDS_FLOOR = 0.3
@@ -427,20 +426,6 @@ def _unsupported_marked(sources: list[Source], checks: list[SentenceCheck]) -> l
     """A passage cited only by sentences it does not support is not presented as a citation of the answer."""
     backed = {n for c in checks if c.supported for n in c.cites}
     return [s if s.n in backed else replace(s, cited_by="unsupported") for s in sources]
-
-
-def check_question(question: str, settings: Settings) -> None:
-    """A question that is empty, or would crowd every passage out of the model's window, is refused before any
-    work: callers check it before the embedder loads (16 s here)."""
-    if not question.strip():
-        raise BadQuestion("the question is empty")
-    limit = int(settings.llm_context_tokens * MAX_QUESTION_SHARE)
-    tokens = count(question)
-    if tokens > limit:
-        raise BadQuestion(
-            f"the question is {tokens:,} tokens long; at most {limit:,} fit beside the passages "
-            f"(a quarter of RAG_LLM_CONTEXT_TOKENS={settings.llm_context_tokens}): shorten it"
-        )
 
 
 def _fused(alone: Ranking, expanded: Ranking, k: int = RRF_K) -> Ranking:

@@ -204,21 +204,25 @@ class LLMClient:
 
     def _cut_off(self, exc: Exception) -> RagError:
         """A stream that broke after the answer began: it was reported as "cannot reach the endpoint"."""
-        if self.server is not None and (ended := self.server.died()):
-            return RagError(
-                f"the embedded model server stopped during this answer ({ended}); it restarts with the next question"
-            )
+        if died := self._server_died():
+            return died
         return RagError(
             f"the LLM endpoint at {self.host} stopped mid-answer ({type(exc).__name__}: "
             f"{first_line(str(exc), 120)}); the answer is incomplete"
         )
 
-    def _error(self, exc: openai.OpenAIError) -> RagError:
+    def _server_died(self) -> RagError | None:
+        """The error to give when the embedded server died during the answer, else None."""
         if self.server is not None and (ended := self.server.died()):
             return RagError(
                 f"the embedded model server stopped during this answer ({ended}); "
                 "it restarts with the next question"
             )
+        return None
+
+    def _error(self, exc: openai.OpenAIError) -> RagError:
+        if died := self._server_died():
+            return died
         if isinstance(exc, openai.APITimeoutError):
             text = (
                 f"the LLM endpoint at {self.host} sent nothing for {self.first_token_s:g} s "

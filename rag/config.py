@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     top_n: int = Field(default=5, ge=1, le=100)
     rerank_model: str | None = None
     rerank_max_length: int = Field(default=256, ge=16, le=8192)
-    rerank_backend: str = "torch"  # torch or torch-bf16 (see benchmarks/rerank_bench.py)
+    rerank_backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = (
+        "torch"  # see benchmarks/rerank_bench.py
+    )
     rerank_batch_size: int = Field(default=32, ge=1, le=4096)
     # the first this many of the top_k fused candidates are reranked: 20 kept MRR@10 on the Python FAQ (0.9915 at
     # 30, 20 and 15) and brought its p95 from 396 to 271 ms here (see README); raise it on collections whose first

@@ -21,9 +21,10 @@ from rag.store import Hit
 log = logging.getLogger("rag.rerank")
 
 NO_MODEL = (
-    "reranking is off: this collection has no trained cross-encoder (train one: rag train-reranker, or "
-    "rag ingest --train-reranker) and RAG_RERANK_MODEL is not set (a Hugging Face name such as "
-    "cross-encoder/ms-marco-MiniLM-L-6-v2, or a local folder)"
+    "reranking is off: this collection has no trained cross-encoder (rag train-reranker trains one and installs "
+    "it only if it ranks questions about documents it never saw better than the search alone) and "
+    "RAG_RERANK_MODEL is not set (a Hugging Face name such as cross-encoder/ms-marco-MiniLM-L-6-v2, or a local "
+    "folder)"
 )
 
 
@@ -68,21 +69,22 @@ class Reranker:
         return ranked, (time.perf_counter() - started) * 1000
 
 
-BACKENDS = ("torch", "torch-bf16")
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
 
 def build_cross_encoder(name: str, backend: str = "torch", max_length: int = 256) -> Any:
-    """A sentence-transformers CrossEncoder on CPU, optionally cast to bf16 (torch's dynamic int8 quantization
-    broke the CrossEncoder's forward here, so it is not offered).
-
-    The ONNX backend of sentence-transformers needs optimum-onnx, which requires transformers < 4.58; this stack
-    runs transformers 5, so the CPU speed-ups offered here are torch's own.
-    """
+    """A cross-encoder on CPU with predict() as sentence-transformers has it: torch (optionally cast to bf16;
+    torch's dynamic int8 quantization broke the CrossEncoder's forward here), or ONNX Runtime in fp32 or dynamic
+    int8 for a local folder (rag.onnx_cross_encoder exports it there once)."""
     import torch
     from sentence_transformers import CrossEncoder
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown reranker backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend.startswith("onnx"):
+        from rag import onnx_cross_encoder
+
+        return onnx_cross_encoder.load(name, backend, max_length)
     path = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
     model = CrossEncoder(path, max_length=max_length, device="cpu")
     if backend == "torch-bf16":

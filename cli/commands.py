@@ -368,6 +368,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     except QAFormatError as exc:
         raise RagError(str(exc)) from None
     print(json.dumps(summary["by_kind" if "by_kind" in summary else "retrieval"], indent=2))
+    if summary.get("warning"):
+        print(f"warning: {summary['warning']}")
     print(f"report: {args.out / 'report.md'}")
     return 0
 

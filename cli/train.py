@@ -11,23 +11,23 @@ from typing import Any
 from cli.numbers import positive, whole
 from rag.config import Settings
 from training.links import LINK_QUESTIONS
+from training.reranker import MiningOptions
 
 
 @dataclass
 class TrainOptions:
     minutes: float = 15.0
-    exclude: list[str] = field(default_factory=list)
-    negatives: int = 4
-    llm_questions: int = 0
-    max_groups: int | None = None
     layers: int = 6
-    keyword_questions: int = 0
-    link_questions: int = LINK_QUESTIONS
-    link_filter: bool = False
+    mining: MiningOptions = field(default_factory=MiningOptions)
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=positive, default=15.0, help="training time budget")
+    p.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="remove the collection's installed reranker (set aside in reranker.uninstalled/); trains nothing",
+    )
     p.add_argument(
         "--exclude", action="append", default=[], help="glob of sources never to train on (eval pages)"
     )
@@ -61,18 +61,25 @@ def train_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_command(args: argparse.Namespace, settings: Settings) -> int:
-    options = TrainOptions(
-        args.minutes,
-        args.exclude,
-        args.negatives,
-        args.llm_questions,
-        args.max_groups,
-        args.layers,
-        args.keyword_questions,
-        args.link_questions,
-        args.link_filter,
+    if args.uninstall:
+        return uninstall_command(settings)
+    mining = MiningOptions(
+        exclude=args.exclude,
+        negatives=args.negatives,
+        llm_questions=args.llm_questions,
+        max_groups=args.max_groups,
+        keyword_questions=args.keyword_questions,
+        link_questions=args.link_questions,
+        link_filter=args.link_filter,
     )
-    train_and_report(settings, options)
+    train_and_report(settings, TrainOptions(args.minutes, args.layers, mining))
+    return 0
+
+
+def uninstall_command(settings: Settings) -> int:
+    from training.collection_reranker import uninstall
+
+    print(uninstall(settings))
     return 0
 
 
@@ -83,20 +90,13 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
     from training.collection_reranker import mine_for_training, train_collection_reranker
 
     print(f"mining training questions from collection {settings.collection!r}…", flush=True)
-    llm = open_llm(settings) if options.llm_questions else None
+    llm = open_llm(settings) if options.mining.llm_questions else None
     with Collection(settings) as collection:  # closed before training: chat and ingestion can go on
-        mined = mine_for_training(
-            collection,
-            options.exclude,
-            options.negatives,
-            llm,
-            options.llm_questions,
-            options.max_groups,
-            keyword_questions=options.keyword_questions,
-            link_questions=options.link_questions,
-            link_filter=options.link_filter,
-        )
-    print(f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups")
+        mined = mine_for_training(collection, options.mining, llm)
+    print(
+        f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups; {len(mined.held_out_docs)} "
+        "documents held out of training to test the model on"
+    )
     for reason, n in sorted(mined.counts.items()):
         print(f"  {reason}: {n}")
     outcome = _with_progress(

@@ -59,6 +59,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> None:
         f"{summary['date']}, {summary['questions']} questions, {summary['collection']}; reranker: {summary['reranker']}; "
         f"LLM judge: {summary['judge']}.",
         "",
+        *([f"**Warning:** {summary['warning']}.", ""] if summary.get("warning") else []),
         "## Retrieval, document level",
         "",
         *_retrieval_table(summary["retrieval"], RETRIEVAL_KEYS),

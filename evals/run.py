@@ -217,9 +217,35 @@ class Evaluator:
             "llm": answers[0]["llm"] if answers else None,
             "judge": "ran" if self.options.judge else "off (set --judge-url to run it)",
         }
+        warning = reranker_warning(retrieval, self.searcher.rerank_status.origin)
+        if warning:
+            summary["warning"] = warning
         if self.options.judge and answers:
             summary["judge_scores"] = _judge_summary(answers)
         return summary
+
+
+def reranker_warning(retrieval: dict[str, dict[str, Any]], origin: str) -> str | None:
+    """A plain warning when the reranker ranks the set's questions worse (document MRR@10) than the better first
+    stage: the default path then costs quality as well as time."""
+    reranked = retrieval.get("hybrid+rerank", {}).get("doc_mrr@10")
+    stages = {name: retrieval.get(name, {}).get("doc_mrr@10") for name in ("dense", "hybrid")}
+    scored = {name: value for name, value in stages.items() if value is not None}
+    if reranked is None or not scored:
+        return None
+    best = max(scored, key=lambda name: scored[name])
+    if reranked >= scored[best]:
+        return None
+    remedy = (
+        "unset RAG_RERANK_MODEL"
+        if origin == "RAG_RERANK_MODEL"
+        else "rag train-reranker --uninstall removes the collection's"
+    )
+    return (
+        f"the reranker ranks these questions worse than the first stage alone (document MRR@10 {reranked:.3f} "
+        f"reranked against {scored[best]:.3f} {best}); ask, chat and the UI use it: {remedy} "
+        "(--no-rerank skips it for one question)"
+    )
 
 
 def _mean(values: list[float]) -> float | None:

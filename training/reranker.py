@@ -17,7 +17,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from rag.retrieval import Mode, Retriever
 from rag.store import SearchFilter
 from rag.store.payload import ChunkPayload
 from rag.text import STOPWORDS, WORD, matches_glob
-from training.links import link_queries
+from training.links import LINK_QUESTIONS, link_queries
 
 log = logging.getLogger("rag.train")
 
@@ -44,7 +44,22 @@ class Group:
     doc_id: str = ""  # the positive's document
 
 
-def _chunks(collection: Collection, exclude: list[str]) -> list[ChunkPayload]:
+@dataclass
+class MiningOptions:
+    """Which questions `rag train-reranker` mines, and how many (its command-line options)."""
+
+    exclude: list[str] = field(default_factory=list)  # globs of sources never trained on (eval pages)
+    negatives: int = 4  # hard negatives per question
+    llm_questions: int = 0  # questions the LLM writes for sampled chunks
+    max_groups: int | None = None  # stop mining after this many groups
+    seed: int = 0
+    keyword_questions: int = 0  # keyword queries from chunks' salient terms not in their headings
+    link_questions: int = LINK_QUESTIONS  # queries from the sentences around links to other pages
+    link_filter: bool = False  # keep a link query only when the bi-encoder ranks its linked chunk first
+
+
+def collection_chunks(collection: Collection, exclude: list[str]) -> list[ChunkPayload]:
+    """Every chunk of the collection whose source no exclude glob matches."""
     store = collection.store
     chunks = [
         ChunkPayload.from_payload(c) for r in store.document_records() for c in store.chunks_of(r["doc_id"])
@@ -68,14 +83,15 @@ KEYWORDS = 4  # terms in a keyword query
 
 
 def keyword_queries(
-    chunks: list[ChunkPayload], count: int, rng: random.Random
+    chunks: list[ChunkPayload], count: int, rng: random.Random, docs: set[str] | None = None
 ) -> list[tuple[str, ChunkPayload]]:
     """Keyword queries a user might type: a chunk's most salient terms (tf-idf over the collection's chunks) that
-    are not in its headings, so the query does not just name the section."""
+    are not in its headings, so the query does not just name the section. docs: only from these documents' chunks."""
     words = [[w for w in WORD.findall(c.text.lower()) if _salient(w)] for c in chunks]
     frequency: Counter[str] = Counter(w for ws in words for w in set(ws))
+    pool = [i for i, c in enumerate(chunks) if docs is None or c.doc_id in docs]
     out = []
-    for i in rng.sample(range(len(chunks)), min(count, len(chunks))):
+    for i in rng.sample(pool, min(count, len(pool))):
         heading = set(WORD.findall((chunks[i].title or "").lower()))
         weight = {w: n * math.log(len(chunks) / frequency[w]) for w, n in Counter(words[i]).items()}
         terms = [w for w, _ in sorted(weight.items(), key=lambda kv: -kv[1]) if w not in heading][:KEYWORDS]
@@ -123,50 +139,57 @@ def as_question(reply: str) -> str | None:
 
 def mine(
     collection: Collection,
-    exclude: list[str],
-    negatives: int = 4,
+    options: MiningOptions,
     llm: LLMClient | None = None,
-    llm_count: int = 0,
-    max_groups: int | None = None,
-    seed: int = 0,
     counts: Counter[str] | None = None,
-    keyword_count: int = 0,
-    link_count: int = 0,
-    link_filter: bool = False,
+    held_out_docs: frozenset[str] = frozenset(),
 ) -> list[Group]:
     """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why.
 
     Headings, keyword and LLM queries are kept only when the bi-encoder ranks their chunk first; link queries only
-    with link_filter (their positive is the linked page, which the author chose, not the bi-encoder)."""
-    rng = random.Random(seed)
+    with link_filter (their positive is the linked page, which the author chose, not the bi-encoder). Nothing of
+    the held-out documents is trained on, as a positive or a negative: the gate asks about them (training.gate)."""
+    rng = random.Random(options.seed)
     counts = Counter() if counts is None else counts
-    chunks = _chunks(collection, exclude)
+    chunks = [c for c in collection_chunks(collection, options.exclude) if c.doc_id not in held_out_docs]
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
-    if keyword_count:
-        candidates += [(q, c, "keywords") for q, c in keyword_queries(chunks, keyword_count, rng)]
-    if llm is not None and llm_count:
-        asked = llm_queries(chunks, llm, llm_count, rng)
-        counts["llm: no question in the reply"] += min(llm_count, len(chunks)) - len(asked)
+    if options.keyword_questions:
+        candidates += [(q, c, "keywords") for q, c in keyword_queries(chunks, options.keyword_questions, rng)]
+    if llm is not None and options.llm_questions:
+        asked = llm_queries(chunks, llm, options.llm_questions, rng)
+        counts["llm: no question in the reply"] += min(options.llm_questions, len(chunks)) - len(asked)
         candidates += [(q, c, "llm") for q, c in asked]
     retriever = Retriever(collection.store, collection.embedder)
     quoted_in: dict[str, str] = {}  # a link query: the document its sentence was taken from
-    if link_count:
-        linked = _linked_chunks(retriever, chunks, link_count, rng, counts)
+    if options.link_questions:
+        linked = _linked_chunks(retriever, chunks, options.link_questions, rng, counts)
         candidates += [(q, c, "link") for q, c, _ in linked]
         quoted_in = {q: doc for q, _, doc in linked}
     rng.shuffle(candidates)
+    never = _Never(options.exclude, held_out_docs)
     groups: list[Group] = []
     for query, chunk, origin in candidates:
-        if max_groups and len(groups) >= max_groups:
+        if options.max_groups and len(groups) >= options.max_groups:
             counts[f"{origin}: not tried (max groups reached)"] += 1
             continue
-        check = link_filter if origin == "link" else True
-        group = _group(retriever, query, chunk, origin, negatives, exclude, check, quoted_in.get(query))
+        check = options.link_filter if origin == "link" else True
+        group = _group(retriever, query, chunk, origin, options.negatives, never, check, quoted_in.get(query))
         if isinstance(group, Group):
             groups.append(group)
         counts[f"{origin}: {group if isinstance(group, str) else 'kept'}"] += 1
     log.info("mining: %s", dict(counts))
     return groups
+
+
+@dataclass(frozen=True)
+class _Never:
+    """Chunks never used as negatives: excluded sources and held-out documents."""
+
+    exclude: list[str]
+    docs: frozenset[str]
+
+    def __contains__(self, chunk: ChunkPayload) -> bool:
+        return chunk.doc_id in self.docs or matches_glob(chunk.source, self.exclude)
 
 
 def _linked_chunks(
@@ -191,7 +214,7 @@ def _group(
     chunk: ChunkPayload,
     origin: str,
     negatives: int,
-    exclude: list[str],
+    never: _Never,
     dense_filter: bool = True,
     quoted_in: str | None = None,
 ) -> Group | str:
@@ -211,7 +234,7 @@ def _group(
     others = [
         h.chunk.passage()
         for h in hybrid
-        if h.chunk.doc_id not in (chunk.doc_id, quoted_in) and not matches_glob(h.chunk.source, exclude)
+        if h.chunk.doc_id not in (chunk.doc_id, quoted_in) and h.chunk not in never
     ]
     if len(others) < negatives:
         return "too few negatives"

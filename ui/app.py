@@ -30,6 +30,11 @@ CSS = """
 
 ChatHistory = list[dict[str, Any]]
 _PROGRESS = gr.Progress()  # Gradio injects a live tracker for a parameter whose default is a Progress
+TRAINING_NOTE = (
+    "Training teaches a cross-encoder this collection's section headings, then tests it on documents it never "
+    "saw, with questions unlike headings. It is installed only if it ranks those better than the search alone; "
+    "otherwise it is set aside and the search answers as before. Uninstalling returns to the search alone."
+)
 PRUNE_LISTED = 20  # paths the prune question lists; a whole unmounted drive would make it a wall of text
 
 
@@ -293,6 +298,13 @@ class ChatApp:
             message = f"⚠️ {exc}"
         return message, self._status_md(collection)
 
+    def uninstall_reranker(self, collection: str) -> tuple[str, str]:
+        try:
+            message = self.service.uninstall_reranker(collection)
+        except RagError as exc:
+            message = f"⚠️ {exc}"
+        return message, self._status_md(collection)
+
     def _mode_note(self) -> str:
         """Why the answer mode is what it is, and how to change it for good."""
         if self.settings.openai_base_url:
@@ -394,6 +406,8 @@ class ChatApp:
                         0.05, 60, value=10, step=0.05, label="Training time budget (minutes)", scale=3
                     )
                     train_button = gr.Button("Train reranker", elem_id="train-reranker", scale=1)
+                    uninstall_button = gr.Button("Uninstall reranker", elem_id="uninstall-reranker", scale=1)
+                gr.Markdown(TRAINING_NOTE, elem_id="train-note")
                 train_message = gr.Markdown(elem_id="train-message")
 
             chat_inputs = [box, chatbot, collection, top_k, rerank, mode]
@@ -437,6 +451,13 @@ class ChatApp:
                 [collection, train_minutes],
                 [train_message, status],
                 api_name="train_reranker",
+                concurrency_limit=1,
+            )
+            uninstall_button.click(
+                self.uninstall_reranker,
+                [collection],
+                [train_message, status],
+                api_name="uninstall_reranker",
                 concurrency_limit=1,
             )
             refresh_button.click(self.refresh, [collection], [*doc_outputs, status], api_name="documents")

@@ -22,7 +22,8 @@ from rag.errors import RagError
 from rag.llm import describe_llm
 from rag.rerank import describe_reranker, retrain_advice
 from rag.store import check_collection_name, list_collections
-from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker
+from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker, uninstall
+from training.reranker import MiningOptions
 
 
 @dataclass
@@ -97,7 +98,7 @@ class RagService:
         if not lock.acquire(blocking=False):
             raise RagError("a reranker for this collection is already being trained; wait for it to finish")
         try:
-            mined = mine_for_training(opened, exclude=[])
+            mined = mine_for_training(opened, MiningOptions())
             settings = self.settings.model_copy(update={"collection": collection})
             outcome = train_collection_reranker(settings, mined, minutes, on_step=on_step)
         finally:
@@ -106,6 +107,20 @@ class RagService:
             with self._chat_lock:
                 self._chats.pop(collection, None)
         return outcome
+
+    def uninstall_reranker(self, collection: str) -> str:
+        """Take the collection's reranker out of use; the next question ranks with the first stage."""
+        settings = self.settings.model_copy(update={"collection": check_collection_name(collection)})
+        lock = self._train_locks.setdefault(collection, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RagError("a reranker for this collection is being trained; wait for it to finish")
+        try:
+            message = uninstall(settings)
+        finally:
+            lock.release()
+        with self._chat_lock:
+            self._chats.pop(collection, None)
+        return message
 
     def close(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from rag.rerank import build_cross_encoder
 from rag.reranker_card import RerankerCard, collection_reranker_dir, document_hashes
 from rag.retrieval import Mode, Retriever
 from training.gate import (
+    MIN_FAMILY,
     FamilyResult,
     Probe,
     Scorer,
@@ -81,9 +82,8 @@ class Mined:
     unanswerable: list[Pool]  # off-topic questions and their candidates
     counts: Counter[str] = field(default_factory=Counter)
     documents: dict[str, str] = field(default_factory=dict)  # doc_id: content hash, what was mined from
-    held_out_docs: list[str] = field(
-        default_factory=list
-    )  # documents never trained on, asked about by the gate
+    # the documents never trained on, which the gate asks about
+    held_out_docs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -276,7 +276,11 @@ def calibrate(answerable: dict[str, list[float]], no: list[float]) -> tuple[floa
         return NO_REFUSAL, {"refusal": "left to the bi-encoder: too few questions to calibrate a threshold"}
     threshold = best_threshold(yes, no, 1 - MAX_REFUSED_ANSWERABLE)
     at = rates(yes, no, threshold)
-    answered = {name: round(rates(s, no, threshold).answered, 3) for name, s in answerable.items() if s}
+    # per family where it has enough questions to say (one refusal among 3 questions is not 33% of anything)
+    measured = {name: scores for name, scores in answerable.items() if len(scores) >= MIN_FAMILY} or {
+        "all": yes
+    }
+    answered = {name: round(rates(scores, no, threshold).answered, 3) for name, scores in measured.items()}
     stats = {
         "balanced_accuracy": round(at.balanced, 3),
         "calibration_questions": {"answerable": len(yes), "unanswerable": len(no)},

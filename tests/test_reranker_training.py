@@ -52,19 +52,18 @@ def test_mining_yields_valid_groups_and_honours_exclusions(
     assert all(all("camel" not in n.lower() for n in g.negatives) for g in excluded)
 
 
+PLANTED = Group(
+    "What colour is the zebra's skin?",
+    "Under its striped coat, the zebra's skin is black.",
+    ["Penguins live in the southern hemisphere.", "A kettle boils water.", "Tax returns are due in April."],
+    "heading",
+)
+
+
 def test_short_training_ranks_a_planted_positive_first(tmp_path: Path) -> None:
     from sentence_transformers import CrossEncoder
 
-    planted = Group(
-        "What colour is the zebra's skin?",
-        "Under its striped coat, the zebra's skin is black.",
-        [
-            "Penguins live in the southern hemisphere.",
-            "A kettle boils water.",
-            "Tax returns are due in April.",
-        ],
-        "heading",
-    )
+    planted = PLANTED
     result = train([planted] * 8, tmp_path / "model", minutes=2, layers=2, lr=1e-4, epochs=2)
     assert result.steps == 16 and result.best_val_acc1 == 1.0
     model = CrossEncoder(str(result.path))
@@ -77,16 +76,7 @@ def test_onnx_backends_score_as_the_torch_cross_encoder(tmp_path: Path) -> None:
     """Exported once beside the weights; fp32 gives torch's scores, int8 keeps the ranking."""
     from rag.rerank import build_cross_encoder
 
-    planted = Group(
-        "What colour is the zebra's skin?",
-        "Under its striped coat, the zebra's skin is black.",
-        [
-            "Penguins live in the southern hemisphere.",
-            "A kettle boils water.",
-            "Tax returns are due in April.",
-        ],
-        "heading",
-    )
+    planted = PLANTED
     folder = train([planted] * 8, tmp_path / "model", minutes=2, layers=2, lr=1e-4, epochs=2).path
     pairs = [(planted.query, p) for p in [planted.positive, *planted.negatives]]
     torch_scores = build_cross_encoder(str(folder), "torch", 128).predict(pairs)

@@ -12,7 +12,7 @@ from rag.config import Settings
 from rag.embedder import Embedder
 from tests.test_ingest import run_ingest
 from training.links import LinkQuery, page_link_queries
-from training.reranker import mine
+from training.reranker import MiningOptions, mine
 
 PAGE = """<html><head><title>Files</title></head><body>
 <div class="related"><ul><li><a href="../index.html">Python documentation index and contents page</a></li></ul></div>
@@ -72,9 +72,9 @@ def test_mined_link_groups_point_to_the_linked_page_and_never_take_negatives_fro
     run_ingest(settings, _site(tmp_path / "site"))
     with Collection(settings) as collection:
         counts: Counter[str] = Counter()
-        groups = mine(collection, exclude=[], negatives=2, counts=counts, link_count=10)
+        groups = mine(collection, MiningOptions(negatives=2, link_questions=10), counts=counts)
         dropped: Counter[str] = Counter()
-        mine(collection, exclude=[], negatives=2, counts=dropped, link_count=10, link_filter=True)
+        mine(collection, MiningOptions(negatives=2, link_questions=10, link_filter=True), counts=dropped)
     links = [g for g in groups if g.origin == "link"]
     assert {g.doc_id for g in links} == {
         d["doc_id"] for d in _records(settings) if d["source"] in ("fridge.html", "boiler.html")

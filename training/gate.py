@@ -34,7 +34,6 @@ FAMILY_QUESTIONS = 60  # questions per family at most (each costs RAG_RERANK_CAN
 MIN_FAMILY = 10  # a family with fewer questions says nothing either way
 RESAMPLES = 2000  # bootstrap resamples for a family's interval
 K = 10  # MRR@10, as `rag eval` scores retrieval
-FAMILIES = ("keywords", "links")
 
 Scorer = Callable[[str, list[str]], list[float]]  # a model's score of each passage for a query
 

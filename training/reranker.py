@@ -83,15 +83,14 @@ KEYWORDS = 4  # terms in a keyword query
 
 
 def keyword_queries(
-    chunks: list[ChunkPayload], count: int, rng: random.Random, docs: set[str] | None = None
+    chunks: list[ChunkPayload], count: int, rng: random.Random
 ) -> list[tuple[str, ChunkPayload]]:
-    """Keyword queries a user might type: a chunk's most salient terms (tf-idf over the collection's chunks) that
-    are not in its headings, so the query does not just name the section. docs: only from these documents' chunks."""
+    """Keyword queries a user might type: a chunk's most salient terms (tf-idf over the given chunks) that are not
+    in its headings, so the query does not just name the section."""
     words = [[w for w in WORD.findall(c.text.lower()) if _salient(w)] for c in chunks]
     frequency: Counter[str] = Counter(w for ws in words for w in set(ws))
-    pool = [i for i, c in enumerate(chunks) if docs is None or c.doc_id in docs]
     out = []
-    for i in rng.sample(pool, min(count, len(pool))):
+    for i in rng.sample(range(len(chunks)), min(count, len(chunks))):
         heading = set(WORD.findall((chunks[i].title or "").lower()))
         weight = {w: n * math.log(len(chunks) / frequency[w]) for w, n in Counter(words[i]).items()}
         terms = [w for w, _ in sorted(weight.items(), key=lambda kv: -kv[1]) if w not in heading][:KEYWORDS]

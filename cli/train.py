@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from cli.numbers import positive, whole
 from rag.config import Settings
 from training.links import LINK_QUESTIONS
-from training.reranker import MiningOptions
+
+if TYPE_CHECKING:
+    from training.reranker import MiningOptions
 
 
 @dataclass
 class TrainOptions:
     minutes: float = 15.0
     layers: int = 6
-    mining: MiningOptions = field(default_factory=MiningOptions)
+    mining: MiningOptions | None = None  # None: the defaults (imported late: training pulls in torch)
 
 
 def train_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +65,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
 def train_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.uninstall:
         return uninstall_command(settings)
+    from training.reranker import MiningOptions
+
     mining = MiningOptions(
         exclude=args.exclude,
         negatives=args.negatives,
@@ -90,9 +94,12 @@ def train_and_report(settings: Settings, options: TrainOptions) -> None:
     from training.collection_reranker import mine_for_training, train_collection_reranker
 
     print(f"mining training questions from collection {settings.collection!r}…", flush=True)
-    llm = open_llm(settings) if options.mining.llm_questions else None
+    from training.reranker import MiningOptions
+
+    mining = options.mining or MiningOptions()
+    llm = open_llm(settings) if mining.llm_questions else None
     with Collection(settings) as collection:  # closed before training: chat and ingestion can go on
-        mined = mine_for_training(collection, options.mining, llm)
+        mined = mine_for_training(collection, mining, llm)
     print(
         f"mined {len(mined.train)} training and {len(mined.held_out)} held-out groups; {len(mined.held_out_docs)} "
         "documents held out of training to test the model on"

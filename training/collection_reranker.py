@@ -136,7 +136,7 @@ def mine_for_training(collection: Collection, options: MiningOptions, llm: LLMCl
     rng = random.Random(options.seed)
     chunks = collection_chunks(collection, options.exclude)
     _, held_docs = split_documents([c.doc_id for c in chunks], rng)
-    groups = mine(collection, options, llm, counts, frozenset(held_docs))
+    groups = mine(collection, options, llm, counts, frozenset(held_docs), chunks)
     if len(groups) < 2:
         raise RagError("too few training groups mined: ingest more documents first")
     train_groups, held_out = split_held_out(groups, rng)

@@ -142,15 +142,18 @@ def mine(
     llm: LLMClient | None = None,
     counts: Counter[str] | None = None,
     held_out_docs: frozenset[str] = frozenset(),
+    chunks: list[ChunkPayload] | None = None,
 ) -> list[Group]:
     """Groups of (query, positive, hard negatives); `counts` gets, per origin, how many were kept or dropped and why.
 
     Headings, keyword and LLM queries are kept only when the bi-encoder ranks their chunk first; link queries only
     with link_filter (their positive is the linked page, which the author chose, not the bi-encoder). Nothing of
-    the held-out documents is trained on, as a positive or a negative: the gate asks about them (training.gate)."""
+    the held-out documents is trained on, as a positive or a negative: the gate asks about them (training.gate). chunks: the collection's chunks, excluded
+    sources left out, when the caller has read them already."""
     rng = random.Random(options.seed)
     counts = Counter() if counts is None else counts
-    chunks = [c for c in collection_chunks(collection, options.exclude) if c.doc_id not in held_out_docs]
+    every = collection_chunks(collection, options.exclude) if chunks is None else chunks
+    chunks = [c for c in every if c.doc_id not in held_out_docs]
     candidates = [(q, c, "heading") for q, c in heading_queries(chunks)]
     if options.keyword_questions:
         candidates += [(q, c, "keywords") for q, c in keyword_queries(chunks, options.keyword_questions, rng)]

@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,16 +150,22 @@ def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
-def _chat_session(settings: Settings, mode: str | None) -> Iterator[tuple[Any, Any]]:
-    """The collection's chat pipeline and a status line that says what happens meanwhile, closed after use."""
+def _chat_session(
+    settings: Settings, mode: str | None, check: Callable[[], None] = lambda: None
+) -> Iterator[tuple[Any, Any]]:
+    """The collection's chat pipeline and a status line that says what happens meanwhile, closed after use.
+    `check` runs after the first status line and before the embedder and the store load."""
     from cli.terminal import StatusLine
-    from rag.answer import open_chat
-    from rag.collection import Collection
 
-    settings = settings.model_copy(update={"answer_mode": mode or settings.answer_mode})
     status = StatusLine()
+    # Shown before the imports below: openai and torch take seconds to import on a busy 2-core machine.
     status.show(f"opening collection {settings.collection!r} and loading the models…")
     try:
+        check()
+        from rag.answer import open_chat
+        from rag.collection import Collection
+
+        settings = settings.model_copy(update={"answer_mode": mode or settings.answer_mode})
         with Collection(settings) as collection:
             yield open_chat(collection, with_llm=settings.answer_mode != "evidence"), status
     finally:
@@ -168,8 +175,8 @@ def _chat_session(settings: Settings, mode: str | None) -> Iterator[tuple[Any, A
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from rag.question import check_question
 
-    check_question(args.question, settings)  # before the embedder and the store load
-    with _chat_session(settings, args.mode) as (pipeline, status):
+    check = partial(check_question, args.question, settings)
+    with _chat_session(settings, args.mode, check) as (pipeline, status):
         if args.json:
             status.clear()
             print(json.dumps(pipeline.ask(args.question, **_answer_options(args)).as_json(), indent=2))

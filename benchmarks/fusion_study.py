@@ -4,14 +4,16 @@
 
 For each answerable question of each QA file, the dense and the BM25 search each return their best LIMIT chunks
 once; every weight of the BM25 list (the dense list weighs 1) is then fused from those lists as the store fuses
-them (RRF, k = 60, equal scores by dense cosine), and scored as `rag eval` scores retrieval (document level). A
-BM25 weight of 1 is today's hybrid, 0 is dense alone. Prints one markdown table per QA file.
+them (`weighted_rrf`: a hit at rank r of a list of weight w adds w / (60 + r); equal scores by dense cosine), and
+scored as `rag eval` scores retrieval (document level). A BM25 weight of 1 fuses the lists equally, 0 is dense
+alone; RAG_BM25_WEIGHT is the store's. Prints one markdown table per QA file.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,23 +24,15 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.sparse import bm25_query
 from rag.store import Hit
-from rag.store.qdrant import RRF_K
+from rag.store.qdrant import weighted_rrf
 
 LIMIT = 30  # chunks per list, as many as RAG_TOP_K fuses
-WEIGHTS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.0)
+WEIGHTS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.1, 0.0)
 
 
 def fused(dense: list[Hit], sparse: list[Hit], weight: float) -> list[Hit]:
-    """Weighted RRF of the two lists; the dense list weighs 1."""
-    score: dict[str, float] = {}
-    hits: dict[str, Hit] = {}
-    for w, ranked in ((1.0, dense), (weight, sparse)):
-        for rank, hit in enumerate(ranked, 1):
-            score[hit.id] = score.get(hit.id, 0.0) + w / (RRF_K + rank)
-            hits.setdefault(hit.id, hit)
-    cosine = {h.id: h.dense_score or 0.0 for h in dense}
-    order = sorted(score, key=lambda i: (-score[i], -cosine.get(i, 0.0), i))
-    return [hits[i] for i in order]
+    """The two lists fused as the store fuses them (the dense list weighs 1), each hit copied: fusion sets scores."""
+    return weighted_rrf([[replace(h) for h in dense], [replace(h) for h in sparse]], [1.0, weight])
 
 
 def scores(item: QAItem, ranked: list[Hit]) -> dict[str, float]:

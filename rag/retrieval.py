@@ -25,9 +25,11 @@ class Retrieved:
 
 
 class Retriever:
-    def __init__(self, store: VectorStore, embedder: TextEmbedder) -> None:
+    def __init__(self, store: VectorStore, embedder: TextEmbedder, bm25_weight: float = 1.0) -> None:
+        """bm25_weight: the BM25 list's weight in the hybrid fusion (the dense list's is 1)."""
         self.store = store
         self.embedder = embedder
+        self.bm25_weight = bm25_weight
 
     def retrieve(
         self, query: str, limit: int, mode: Mode = Mode.HYBRID, flt: SearchFilter | None = None
@@ -40,6 +42,6 @@ class Retriever:
         elif mode == Mode.SPARSE:
             hits = self.store.search_sparse(bm25_query(query), limit, flt)
         else:
-            hits = self.store.search_hybrid(dense, bm25_query(query), limit, flt)
+            hits = self.store.search_hybrid(dense, bm25_query(query), limit, flt, self.bm25_weight)
         done = time.perf_counter()
         return Retrieved(hits, (embedded - started) * 1000, (done - embedded) * 1000)

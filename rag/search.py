@@ -52,7 +52,7 @@ class Searcher:
         """settings: the collection's unless given (top-k, top-n and the thresholds come from it)."""
         self.collection = collection
         self.settings = settings or collection.settings
-        self.retriever = Retriever(collection.store, collection.embedder)
+        self.retriever = Retriever(collection.store, collection.embedder, self.settings.bm25_weight)
         self.reranker = reranker
         self.rerank_status = rerank_status
 

@@ -249,18 +249,23 @@ def test_same_results_through_both_backends(
         try:
             dense = store.search_dense(embedder.embed_query(query), 5)
             sparse = store.search_sparse(bm25_query(query), 5)
-            hybrid = store.search_hybrid(embedder.embed_query(query), bm25_query(query), 5)
+            hybrid = [
+                store.search_hybrid(embedder.embed_query(query), bm25_query(query), 5, sparse_weight=w)
+                for w in (1.0, 0.25, 0.0)
+            ]
             results.append(
                 [
                     [(h.payload["source"], round(h.score, 4)) for h in dense],
                     [h.payload["source"] for h in sparse],
-                    [h.payload["source"] for h in hybrid],
+                    *[[(h.payload["source"], round(h.score, 6)) for h in hits] for hits in hybrid],
                 ]
             )
         finally:
             store.close()
     assert results[0] == results[1]
     assert results[0][0][0][0] == "guide.md"
+    dense_order, weight_zero = [s for s, _ in results[0][0]], [s for s, _ in results[0][4]]
+    assert weight_zero == dense_order  # a BM25 weight of 0 leaves the dense order
 
 
 def test_locked_store_gives_one_line_message(tmp_path: Path, settings: Settings, embedder: Embedder) -> None:

@@ -140,7 +140,7 @@ def mine_for_training(collection: Collection, options: MiningOptions, llm: LLMCl
     if len(groups) < 2:
         raise RagError("too few training groups mined: ingest more documents first")
     train_groups, held_out = split_held_out(groups, rng)
-    retriever = Retriever(collection.store, collection.embedder)
+    retriever = Retriever(collection.store, collection.embedder, collection.settings.bm25_weight)
     candidates = collection.settings.rerank_candidates
     families = mine_families(retriever, chunks, held_docs, candidates, rng)
     for name, probes in families.items():

@@ -161,7 +161,7 @@ def mine(
         asked = llm_queries(chunks, llm, options.llm_questions, rng)
         counts["llm: no question in the reply"] += min(options.llm_questions, len(chunks)) - len(asked)
         candidates += [(q, c, "llm") for q, c in asked]
-    retriever = Retriever(collection.store, collection.embedder)
+    retriever = Retriever(collection.store, collection.embedder, collection.settings.bm25_weight)
     quoted_in: dict[str, str] = {}  # a link query: the document its sentence was taken from
     if options.link_questions:
         linked = _linked_chunks(retriever, chunks, options.link_questions, rng, counts)

@@ -112,8 +112,15 @@ class VectorStore(Protocol):
     def search_sparse(self, vector: SparseVec, limit: int, flt: SearchFilter | None = None) -> list[Hit]: ...
 
     def search_hybrid(
-        self, dense: list[float], sparse: SparseVec, limit: int, flt: SearchFilter | None = None
-    ) -> list[Hit]: ...
+        self,
+        dense: list[float],
+        sparse: SparseVec,
+        limit: int,
+        flt: SearchFilter | None = None,
+        sparse_weight: float = 1.0,
+    ) -> list[Hit]:
+        """Dense and BM25 fused by RRF; the BM25 list weighs sparse_weight against the dense list's 1."""
+        ...
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]: ...
 

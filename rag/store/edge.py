@@ -136,17 +136,8 @@ class EdgeEngine:
             query=_query(search),
             filter=search.where,
             with_payload=True,
+            with_vector=[search.with_vector] if search.with_vector else False,
             params=_params(search),
-        )
-        return self.shard.query(request)
-
-    def rrf(self, searches: list[Nearest], k: int, limit: int, with_vector: str) -> list[qe.ScoredPoint]:
-        prefetches = [
-            qe.Prefetch(limit=s.limit, query=_query(s), filter=s.where, params=_params(s)) for s in searches
-        ]
-        fusion: Any = qe.Fusion.Rrf(k=k)  # Any: the stub's query union omits Fusion's inner classes
-        request = qe.QueryRequest(
-            limit=limit, prefetches=prefetches, query=fusion, with_payload=True, with_vector=[with_vector]
         )
         return self.shard.query(request)
 

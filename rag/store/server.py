@@ -109,23 +109,7 @@ class ServerEngine:
             query_filter=search.where,
             limit=search.limit,
             with_payload=True,
-        )
-        return result.points
-
-    def rrf(self, searches: list[Nearest], k: int, limit: int, with_vector: str) -> list[models.ScoredPoint]:
-        prefetch = [
-            models.Prefetch(
-                query=_native(s.vector), using=s.using, limit=s.limit, filter=s.where, params=_params(s)
-            )
-            for s in searches
-        ]
-        result = self.client.query_points(
-            self.name,
-            prefetch=prefetch,
-            query=models.RrfQuery(rrf=models.Rrf(k=k)),
-            limit=limit,
-            with_payload=True,
-            with_vectors=[with_vector],
+            with_vectors=[search.with_vector] if search.with_vector else False,
         )
         return result.points
 

@@ -8,7 +8,24 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from rag.errors import BadQuestion, RagError, StoreLockedError
+from rag.errors import (
+    BadCollectionName,
+    BadQuestion,
+    CollectionExists,
+    CollectionNotFound,
+    DocumentNotFound,
+    RagError,
+    StoreLockedError,
+)
+
+# The asker's mistakes, by type: (status, OpenAI error type, code, param).
+CLIENT_ERRORS: dict[type[RagError], tuple[int, str, str, str | None]] = {
+    BadQuestion: (400, "invalid_request_error", "bad_question", "messages"),
+    BadCollectionName: (400, "invalid_request_error", "bad_collection_name", None),
+    CollectionNotFound: (404, "invalid_request_error", "collection_not_found", None),
+    CollectionExists: (409, "invalid_request_error", "collection_exists", None),
+    DocumentNotFound: (404, "invalid_request_error", "document_not_found", None),
+}
 
 
 class ApiError(Exception):
@@ -27,9 +44,10 @@ def error_body(message: str, kind: str, code: str | None = None, param: str | No
 
 
 def from_rag_error(exc: RagError) -> ApiError:
-    """The asker's mistake is a 400; a held store a 503 (try again); anything else the app's side, a 500."""
-    if isinstance(exc, BadQuestion):
-        return ApiError(400, str(exc), "invalid_request_error", "bad_question", "messages")
+    """The asker's mistake is a 4xx; a held store a 503 (try again); anything else the app's side, a 500."""
+    for kind, (status, error_type, code, param) in CLIENT_ERRORS.items():
+        if isinstance(exc, kind):
+            return ApiError(status, str(exc), error_type, code, param)
     if isinstance(exc, StoreLockedError):
         return ApiError(503, str(exc), "server_error", "store_locked")
     return ApiError(500, str(exc), "rag_error")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ui.throttle import ASGIApp, Message, Receive, Scope, Send
+from service.asgi import ASGIApp, Message, Receive, Scope, Send
 
 
 class TooLarge(Exception):

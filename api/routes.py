@@ -24,7 +24,7 @@ from rag.llm_server import embedded_state
 from rag.question import check_question
 from rag.rerank import describe_reranker
 from rag.store import list_collections
-from ui.service import NAME_MAX_BYTES, RagService
+from service import NAME_MAX_BYTES, RagService
 
 MODEL_PREFIX = "rag:"
 
@@ -44,7 +44,20 @@ def collection_of(service: RagService, model: str) -> str:
 
 
 def api_router(service: RagService) -> APIRouter:
-    router = APIRouter()  # who may call it: ui.access, in front of every route of the server
+    """Every route; who may call them is decided by service.access, in front of every route of the server."""
+    router = APIRouter()
+    router.include_router(_openai_routes(service))
+    router.include_router(_document_routes(service))
+
+    @router.get("/health", tags=["Health"])
+    async def health() -> dict[str, Any]:
+        return await run_in_threadpool(_health, service)
+
+    return router
+
+
+def _openai_routes(service: RagService) -> APIRouter:
+    router = APIRouter()
     settings = service.settings
 
     @router.post("/v1/chat/completions", tags=["OpenAI"])
@@ -90,9 +103,15 @@ def api_router(service: RagService) -> APIRouter:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    return router
+
+
+def _document_routes(service: RagService) -> APIRouter:
+    router = APIRouter()
+
     @router.get("/v1/collections/{collection}/documents", tags=["Documents"])
     def documents(collection: str) -> dict[str, Any]:
-        return {"object": "list", "data": _service_call(service.documents, collection)}
+        return {"object": "list", "data": [r.listing() for r in _service_call(service.documents, collection)]}
 
     @router.post("/v1/collections/{collection}/documents", tags=["Documents"])
     def upload(collection: str, files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
@@ -110,10 +129,6 @@ def api_router(service: RagService) -> APIRouter:
     @router.delete("/v1/collections/{collection}/documents/{doc_id}", tags=["Documents"])
     def delete(collection: str, doc_id: str) -> dict[str, Any]:
         return {"deleted": _service_call(service.delete_document, collection, doc_id), "id": doc_id}
-
-    @router.get("/health", tags=["Health"])
-    async def health() -> dict[str, Any]:
-        return await run_in_threadpool(_health, service)
 
     return router
 
@@ -146,12 +161,6 @@ def _service_call(call: Any, *args: Any) -> Any:
     try:
         return call(*args)
     except RagError as exc:
-        if "there is no collection" in str(exc):
-            raise ApiError(404, str(exc), "invalid_request_error", "collection_not_found") from None
-        if "collection name" in str(exc):
-            raise ApiError(400, str(exc), "invalid_request_error", "bad_collection_name") from None
-        if "no such document" in str(exc):
-            raise ApiError(404, str(exc), "invalid_request_error", "document_not_found") from None
         raise from_rag_error(exc) from None
 
 

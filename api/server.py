@@ -1,4 +1,5 @@
-"""`rag serve`: the API and the chat UI in one process, one store, one model server."""
+"""The API's FastAPI app: /v1 and /health over a service, OpenAPI at /docs; `rag serve` mounts the UI beside it
+(cli/serve.py), so both share one store and one model server."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from api.errors import ApiError, api_error_handler, validation_handler
 from api.limits import BodyLimit
 from api.routes import api_router
-from rag.config import Settings
 from rag.errors import RagError
-from ui.access import Credentials
-from ui.app import ChatApp
-from ui.server import mount_ui, serve
+from service import RagService
 
 JSON_LIMIT_BYTES = 4 << 20  # a chat request with a long history fits many times over
 
 
-def api_app(
-    settings: Settings, user: str | None = None, password: str | None = None
-) -> tuple[fastapi.FastAPI, ChatApp]:
-    """The FastAPI app: /v1 and /health, OpenAPI at /docs, the UI at / sharing the API's collections."""
-    chat = ChatApp(settings)
+def api_app(service: RagService) -> fastapi.FastAPI:
+    """The API alone; who may call it is decided in front of every route of the server (service.access)."""
     server = fastapi.FastAPI(
         title="offline-rag API",
         summary="OpenAI-compatible chat, models and embeddings over your document collections",
@@ -31,15 +26,8 @@ def api_app(
     server.add_exception_handler(ApiError, api_error_handler)
     server.add_exception_handler(RagError, api_error_handler)
     server.add_exception_handler(RequestValidationError, validation_handler)
-    server.add_middleware(BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=settings.upload_max_bytes)
-    server.include_router(api_router(chat.service))
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-    return mount_ui(server, chat, Credentials.of(key, user, password)), chat
-
-
-def run(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
-    app, chat = api_app(settings, user, password)
-    try:
-        serve(app, host, port, "rag serve (API at /v1, docs at /docs, UI at /)", settings.trusted_proxies)
-    finally:
-        chat.service.close()
+    server.add_middleware(
+        BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=service.settings.upload_max_bytes
+    )
+    server.include_router(api_router(service))
+    return server

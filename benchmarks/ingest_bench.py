@@ -73,7 +73,7 @@ def stage_ours(corpus: Path, data: Path) -> dict[str, Any]:
 
 def stage_raw(corpus: Path, data: Path) -> dict[str, Any]:
     from ingest.chunking import Chunker
-    from ingest.loaders import loader_for
+    from ingest.formats import loader_for
     from rag.config import Settings
     from rag.embedder import embedder_from_settings
     from rag.tokens import count_tokens

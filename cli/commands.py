@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
-from rag.config import Settings
+from rag.config import AnswerMode, Settings
 from rag.text import printable
 
 if TYPE_CHECKING:
     from rag.collection import Collection
+    from rag.store.payload import DocumentRecord
 
 
 def _ingest_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def _docs(args: argparse.Namespace, settings: Settings) -> int:
         gone = len(collection.missing_documents())
         advice = retrain_advice(settings, collection.name, collection.store.document_records())
     if args.json:
-        print(json.dumps(docs, indent=2))
+        print(json.dumps([d.listing() for d in docs], indent=2))
         return 0
     print(_docs_table(docs))
     print(f"reranker: {describe_reranker(settings)}")
@@ -90,13 +91,14 @@ def _prune(collection: Collection, remove: bool, as_json: bool) -> int:
     """The documents whose files are gone, listed by their full path; removed only with --yes."""
     gone = collection.remove_missing() if remove else collection.missing_documents()
     if as_json:
-        print(json.dumps({"removed": remove, "documents": gone}, indent=2))
+        listed = [{**d.listing(), "path": d.path} for d in gone]
+        print(json.dumps({"removed": remove, "documents": listed}, indent=2))
         return 0
     if not gone:
         print("no document's file is gone: nothing to remove")
         return 0
     print(f"{'removed' if remove else 'found'} {_documents(len(gone))} whose files are gone:")
-    print("\n".join(f"  {printable(d['path'])}" for d in gone))
+    print("\n".join(f"  {printable(d.path)}" for d in gone))
     if not remove:
         print("nothing removed: run `rag docs --prune --yes` to remove them")
     return 0
@@ -106,17 +108,17 @@ def _documents(count: int) -> str:
     return "1 document" if count == 1 else f"{count} documents"
 
 
-def _docs_table(docs: list[dict[str, Any]]) -> str:
+def _docs_table(docs: list[DocumentRecord]) -> str:
     if not docs:
         return "no documents in this collection"
-    docs = [{**d, "source": printable(d["source"])} for d in docs]
-    width = min(70, max(len(d["source"]) for d in docs))
+    sources = [printable(d.source) for d in docs]
+    width = min(70, max(len(s) for s in sources))
     lines = [f"{'source':<{width}}  {'type':<5} {'chunks':>6} {'pages':>5}  ingested"]
-    for d in docs:
-        pages = d["pages"] if d["pages"] else "-"
-        when = "incomplete: interrupted, re-run rag ingest" if d.get("incomplete") else d["ingested_at"]
-        lines.append(f"{d['source']:<{width}}  {d['file_type']:<5} {d['chunks']:>6} {pages:>5}  {when}")
-    lines.append(f"{len(docs)} documents, {sum(d['chunks'] for d in docs)} chunks")
+    for d, source in zip(docs, sources, strict=True):
+        pages = d.pages or "-"
+        when = "incomplete: interrupted, re-run rag ingest" if d.incomplete else d.ingested_at
+        lines.append(f"{source:<{width}}  {d.file_type:<5} {d.chunks:>6} {pages:>5}  {when}")
+    lines.append(f"{len(docs)} documents, {sum(d.chunks for d in docs)} chunks")
     return "\n".join(lines)
 
 
@@ -129,7 +131,7 @@ def _ask_args(p: argparse.ArgumentParser) -> None:
 def _answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode",
-        choices=("evidence", "generate", "both"),
+        choices=AnswerMode.chosen(),
         help="evidence: the documents' own sentences, cited (no LLM); generate: the LLM's answer; both "
         "(RAG_ANSWER_MODE)",
     )
@@ -167,7 +169,7 @@ def _chat_session(
 
         settings = settings.model_copy(update={"answer_mode": mode or settings.answer_mode})
         with Collection(settings) as collection:
-            yield open_chat(collection, with_llm=settings.answer_mode != "evidence"), status
+            yield open_chat(collection, with_llm=settings.answer_mode != AnswerMode.EVIDENCE), status
     finally:
         status.clear()
 
@@ -222,11 +224,8 @@ def _timings_text(answer: Any) -> str:
         "first_token_ms": "first token",
         "total_ms": "total",
     }
-    parts = [
-        f"{label} {answer.timings[key] / 1000:.2f} s"
-        for key, label in names.items()
-        if answer.timings.get(key)
-    ]
+    timings = answer.timings.as_json()
+    parts = [f"{label} {timings[key] / 1000:.2f} s" for key, label in names.items() if timings.get(key)]
     return "(" + " · ".join(parts) + ")"
 
 
@@ -319,7 +318,7 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     with _uploads_in_data_dir(settings):
-        from api.server import run
+        from cli.serve import run
 
         run(settings, args.host, args.port, settings.ui_user, _ui_password(settings))
     return 0

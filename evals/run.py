@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from evals.qa import QAItem, load_qa
 from rag.answer import Answer, ChatPipeline, open_chat
 from rag.calibration import best_threshold, rates
 from rag.collection import Collection
-from rag.config import Settings
+from rag.config import AnswerMode, Settings
 from rag.retrieval import Mode
 from rag.store import Hit
 
@@ -135,7 +135,7 @@ class Evaluator:
             "metrics": retrieval_scores(item, final) if item.gold_docs() else {},
             # whether the pipeline, reading these top-n passages, would answer (else refuse)
             "answers": bool(ranking.relevant_among(final[: self.settings.top_n])),
-            "timings": {k: round(v, 2) for k, v in timings.items()},
+            "timings": {k: round(v, 2) for k, v in asdict(timings).items()},
         }
 
     def _top_relevance(self, row: dict[str, Any]) -> float:
@@ -338,7 +338,7 @@ def run_eval(settings: Settings, options: EvalOptions) -> dict[str, Any]:
 
         ingest_summary = ingest_folder(settings, options.docs).as_dict()
     with Collection(settings) as collection:
-        with_llm = not options.no_llm and settings.answer_mode != "evidence"
+        with_llm = not options.no_llm and settings.answer_mode != AnswerMode.EVIDENCE
         pipeline = open_chat(collection, with_llm)
         if conversational:
             summary = ConversationEvaluator(pipeline, options.out).run(conversations, options.qa)

@@ -4,7 +4,7 @@ markitdown (Microsoft's converter to Markdown) reads .pptx, .xlsx, .csv, .epub a
 its headings like a .md file, slides become pages. It treats mail and JSON as plain text (MIME headers, encoded
 bodies) and has no ODF reader, so .eml goes through the standard library's email parser, .json through its json
 module (validated, one key path and value a line) and .odt through odfpy.
-See the README's format table for how the candidates compared.
+See docs/benchmarks.md, "How the converter was chosen", for how the candidates compared.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ingest.chunking import Chunk, Chunker
+from ingest.formats import STREAMED, file_type, loader_for
 from ingest.known import KnownDocuments, Record, display_path, file_hash
-from ingest.loaders import STREAMED, LoadError, Section, file_type, loader_for
+from ingest.loaders import LoadError, Section
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.collection import Collection
@@ -34,8 +35,8 @@ from rag.errors import RagError
 from rag.rerank import retrain_advice
 from rag.sparse import bm25_document
 from rag.store import PointData
-from rag.store.base import KIND_DOC, chunk_id, document_path
-from rag.store.payload import ChunkPayload
+from rag.store.base import chunk_id
+from rag.store.payload import ChunkPayload, DocumentRecord
 from rag.text import matches_glob, printable
 from rag.tokens import count_tokens
 
@@ -43,7 +44,7 @@ log = logging.getLogger("rag.ingest")
 
 PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
 # Chunks embedded together, sorted by length across the group so batches pad little. Groups of 16 batches ran
-# within this VM's noise of groups of 4 (README), and smaller groups finish files sooner.
+# within this VM's noise of groups of 4 (docs/benchmarks.md, "Ingestion speed"), and smaller groups finish files sooner.
 EMBED_GROUP_BATCHES = 4
 
 
@@ -200,13 +201,13 @@ class IngestJob:
         """Move, delete and mark unchanged what needs no embedding; the documents left to write."""
         known = KnownDocuments(self.store.document_records())
         stale = known.stale_under(root, found)
-        known.leaving.update(r["doc_id"] for r in stale)  # not a copy's original: it goes in this run
+        known.leaving.update(r.doc_id for r in stale)  # not a copy's original: it goes in this run
         work, moves = self._plan(root, found, known, summary)
         for move in moves:
             self._move(move, summary)
         for record in stale:
-            if record["doc_id"] not in known.claimed:
-                self.store.delete_document(record["doc_id"])
+            if record.doc_id not in known.claimed:
+                self.store.delete_document(record.doc_id)
                 summary.deleted += 1
         return work
 
@@ -252,17 +253,17 @@ class IngestJob:
         self, f: FoundFile, record: Record, known: KnownDocuments, summary: IngestSummary
     ) -> _Doc | None:
         """A file with a record at its path, whichever folder that record was ingested from: it keeps its id."""
-        if record.get("size") == f.size and record.get("mtime_ns") == f.mtime_ns:
+        if record.size == f.size and record.mtime_ns == f.mtime_ns:
             summary.unchanged += 1
             return None
         if (digest := self._hash(f, summary)) is None:
             return None
         known.hold(digest, file_type(f.path), str(f.path))
-        if record.get("content_hash") == digest:
-            self.store.set_payload(record["doc_id"], {"size": f.size, "mtime_ns": f.mtime_ns})
+        if record.content_hash == digest:
+            self.store.set_payload(record.doc_id, {"size": f.size, "mtime_ns": f.mtime_ns})
             summary.unchanged += 1
             return None
-        return _Doc(f, record["root"], record["source"], record["doc_id"], digest, is_update=True)
+        return _Doc(f, record.root, record.source, record.doc_id, digest, is_update=True)
 
     def _plan_new(
         self, root: str, f: FoundFile, known: KnownDocuments, summary: IngestSummary
@@ -283,16 +284,14 @@ class IngestJob:
     def _move(self, move: _Move, summary: IngestSummary) -> None:
         """The document's points stay as they are (same text, same vectors); only the path in their payload changes."""
         paths = path_fields(move.root, move.found.source)
-        self.store.set_chunks_payload(move.record["doc_id"], paths)
+        self.store.set_chunks_payload(move.record.doc_id, paths)
         self._record_move(move, paths)  # last: the record at its new path is what marks the move done
         summary.moved += 1
-        log.info("moved %s to %s", document_path(move.record), move.found.path)
+        log.info("moved %s to %s", move.record.path, move.found.path)
 
     def _record_move(self, move: _Move, paths: dict[str, Any]) -> None:
         found = move.found
-        self.store.set_payload(
-            move.record["doc_id"], {**paths, "size": found.size, "mtime_ns": found.mtime_ns}
-        )
+        self.store.set_payload(move.record.doc_id, {**paths, "size": found.size, "mtime_ns": found.mtime_ns})
 
     def _process(self, work: list[_Doc], summary: IngestSummary, progress: IngestProgress) -> None:
         if not work:
@@ -470,23 +469,22 @@ class _Writer:
     def _write_provisional_record(self, doc: _Doc, base: dict[str, Any]) -> None:
         """A record before the first chunk, so a run stopped before the real one leaves no orphan chunks: the next
         run finds it unchanged in nothing (no size, no hash) and re-ingests the file, or deletes it if it is gone."""
-        record = {**base, "kind": KIND_DOC, "size": -1, "mtime_ns": -1, "content_hash": "", "chunks": 0}
-        self.store.upsert([PointData(id=doc.doc_id, payload={**record, "incomplete": True})])
+        record = DocumentRecord(**{**base, "content_hash": ""}, incomplete=True)
+        self.store.upsert([PointData(id=doc.doc_id, payload=record.to_payload())])
 
     def _write_record(self, part: _Part, base: dict[str, Any]) -> None:
         doc = part.doc
         total = part.first_index + len(part.chunks)
         pages = self.pages.pop(doc.doc_id, set())
-        record = {
+        record = DocumentRecord(
             **base,
-            "kind": KIND_DOC,
-            "size": doc.found.size,
-            "mtime_ns": doc.found.mtime_ns,
-            "chunks": total,
-            "pages": len(pages) or None,
-            "title": next((c.title for c in part.chunks if c.title), None),
-        }
-        self.store.upsert([PointData(id=doc.doc_id, payload=record)])
+            size=doc.found.size,
+            mtime_ns=doc.found.mtime_ns,
+            chunks=total,
+            pages=len(pages) or None,
+            title=next((c.title for c in part.chunks if c.title), None),
+        )
+        self.store.upsert([PointData(id=doc.doc_id, payload=record.to_payload())])
         log.info("wrote %s (%d chunks)", doc.found.source, total)
         del self.started[doc.doc_id]
         if doc.is_update:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 from ingest.scan import FoundFile
 from rag.collection import file_gone
-from rag.store.base import document_id, document_path
-
-Record = dict[str, Any]
+from rag.store.base import document_id
+from rag.store.payload import DocumentRecord as Record
 
 
 def inside(path: str, folder: str) -> bool:
@@ -35,16 +33,16 @@ class KnownDocuments:
         # a folder holding the path is ingested.
         self.extra: list[Record] = []
         for record in sorted(records, key=_kept_first):
-            path = document_path(record)
+            path = record.path
             if path in self.by_path:
                 self.extra.append(record)
             else:
                 self.by_path[path] = record
         self.by_hash: dict[str, list[Record]] = {}
         for record in self.by_path.values():
-            if record.get("content_hash"):  # an interrupted write has none: it matches nothing
-                self.by_hash.setdefault(record["content_hash"], []).append(record)
-        self.ids = {r["doc_id"] for r in records}
+            if record.content_hash:  # an interrupted write has none: it matches nothing
+                self.by_hash.setdefault(record.content_hash, []).append(record)
+        self.ids = {r.doc_id for r in records}
         # (content hash, file type) -> the path this run leaves holding that content
         self.held: dict[tuple[str, str], str] = {}
         self.claimed: set[str] = set()  # doc_ids moved by this run
@@ -63,7 +61,7 @@ class KnownDocuments:
             for path, record in self.by_path.items()
             if inside(path, root) and path not in present and not any(inside(path, u) for u in unreadable)
         ]
-        return missing + [r for r in self.extra if inside(document_path(r), root)]
+        return missing + [r for r in self.extra if inside(r.path, root)]
 
     def hold(self, digest: str, kind: str, path: str) -> None:
         self.held.setdefault((digest, kind), path)
@@ -74,18 +72,18 @@ class KnownDocuments:
         if (digest, kind) in self.held:
             return self.held[digest, kind]
         for record in self.by_hash.get(digest, []):
-            if record.get("file_type") != kind or record["doc_id"] in self.leaving:
+            if record.file_type != kind or record.doc_id in self.leaving:
                 continue
             if _still_holds(record, digest):
-                return document_path(record)
+                return record.path
         return None
 
     def take_gone(self, digest: str, kind: str) -> Record | None:
         """A document with this content and file type whose file is gone, for a move; each is taken once."""
         for record in self.by_hash.get(digest, []):
-            free = record["doc_id"] not in self.claimed and record.get("file_type") == kind
-            if free and file_gone(document_path(record)):
-                self.claimed.add(record["doc_id"])
+            free = record.doc_id not in self.claimed and record.file_type == kind
+            if free and file_gone(record.path):
+                self.claimed.add(record.doc_id)
                 return record
         return None
 
@@ -102,7 +100,7 @@ class KnownDocuments:
 
 def _kept_first(record: Record) -> tuple[bool, int, str]:
     """Of two records of one path, the complete one, then the one of the outer folder (the longer source)."""
-    return (bool(record.get("incomplete")), len(str(record.get("root"))), str(record.get("doc_id")))
+    return (record.incomplete, len(record.root), record.doc_id)
 
 
 def file_hash(path: Path) -> str:
@@ -115,10 +113,10 @@ def file_hash(path: Path) -> str:
 
 def _still_holds(record: Record, digest: str) -> bool:
     """The recorded file is there with this content: as recorded, or hashed when only touched since."""
-    path = document_path(record)
+    path = record.path
     try:
         info = os.stat(path)
-        if info.st_size == record.get("size") and info.st_mtime_ns == record.get("mtime_ns"):
+        if info.st_size == record.size and info.st_mtime_ns == record.mtime_ns:
             return True
         return file_hash(Path(path)) == digest
     except OSError:

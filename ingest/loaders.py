@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -488,50 +488,3 @@ def load_docx(path: Path) -> Iterator[Section]:
         buffer.extend(row for row in rows if row.strip(" |"))
     if buffer:
         yield Section("\n".join(buffer), title)
-
-
-# --------------------------------------------------------------------------- dispatch
-
-Loader = Callable[[Path], Iterator[Section]]
-
-
-def _converted(suffix: str) -> Loader:
-    """A format read by ingest.converters, imported when the first such file comes (markitdown is slow to load)."""
-
-    def load(path: Path) -> Iterator[Section]:
-        from ingest import converters
-
-        loader = {
-            ".eml": converters.load_eml,
-            ".odt": converters.load_odt,
-            ".json": converters.load_json,
-        }.get(suffix)
-        yield from (loader or converters.load_with_markitdown)(path)
-
-    return load
-
-
-LOADERS: dict[str, Loader] = {
-    ".txt": lambda p: load_text(p, "none"),
-    ".md": lambda p: load_text(p, "markdown"),
-    ".markdown": lambda p: load_text(p, "markdown"),
-    ".rst": lambda p: load_text(p, "rst"),
-    ".html": load_html,
-    ".htm": load_html,
-    ".pdf": load_pdf,
-    ".docx": load_docx,
-    **{
-        suffix: _converted(suffix)
-        for suffix in (".pptx", ".xlsx", ".csv", ".epub", ".ipynb", ".json", ".eml", ".odt")
-    },
-}
-STREAMED = {".txt", ".md", ".markdown", ".rst"}
-
-
-def file_type(path: Path) -> str:
-    suffix = path.suffix.lower()
-    return {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
-
-
-def loader_for(path: Path) -> Loader | None:
-    return LOADERS.get(path.suffix.lower())

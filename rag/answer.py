@@ -16,6 +16,7 @@ import numpy as np
 from rag import evidence
 from rag.citations import attribute, cited_numbers
 from rag.collection import Collection
+from rag.config import AnswerMode
 from rag.conversation import (
     TurnQuery,
     opens_with_ellipsis,
@@ -38,7 +39,7 @@ log = logging.getLogger("rag.answer")
 
 SNIPPET_CHARS = 300
 # A follow-up searched with its topic's words is answered from passages that hold one of its own words, or are at
-# least this close to the question alone (README, "Conversations")
+# least this close to the question alone (docs/guide.md, "Conversations")
 OWN_WORDS_FLOOR = 0.3
 RRF_K = 60  # reciprocal rank fusion's usual constant (Cormack et al., 2009), as Qdrant's own fusion uses
 
@@ -83,6 +84,20 @@ class Source:
 
 
 @dataclass
+class AnswerTimings:
+    """Where an answer's time went, in ms; None for a stage that did not run (no LLM for evidence or a refusal)."""
+
+    retrieve_ms: float = 0.0  # embedding and the first stage
+    rerank_ms: float = 0.0
+    first_token_ms: float | None = None  # the first piece of the answer, evidence or the model's
+    generate_ms: float | None = None  # the model's whole answer
+    total_ms: float | None = None
+
+    def as_json(self) -> dict[str, float]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+@dataclass
 class Answer:
     question: str
     standalone_question: str
@@ -92,7 +107,7 @@ class Answer:
     invalid_citations: list[int] = field(default_factory=list)
     reranker: str = ""
     llm: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: AnswerTimings = field(default_factory=AnswerTimings)
     context: list[Source] = field(default_factory=list)  # every passage the LLM saw
     context_dropped: int = 0
     sentences: list[SentenceCheck] = field(default_factory=list)  # the answer's (or summary's) support check
@@ -120,7 +135,7 @@ class Answer:
             "invalid_citations": self.invalid_citations,
             "reranker": self.reranker,
             "llm": self.llm,
-            "timings": self.timings,
+            "timings": self.timings.as_json(),
             "context_dropped": self.context_dropped,
             "sentences": [c.as_json() for c in self.sentences],
         }
@@ -185,22 +200,23 @@ class ChatPipeline:
             answer.answer, answer.refused = REFUSAL, True
             yield Token(REFUSAL)
         else:
-            yield from self._answer(answer, standalone, prompt, mode or self.settings.answer_mode, started)
-        answer.timings["total_ms"] = _ms(started)
+            chosen = AnswerMode(mode or self.settings.answer_mode)
+            yield from self._answer(answer, standalone, prompt, chosen, started)
+        answer.timings.total_ms = _ms(started)
         yield answer
 
     def _answer(
-        self, answer: Answer, query: str, prompt: Prompt, mode: str, started: float
+        self, answer: Answer, query: str, prompt: Prompt, mode: AnswerMode, started: float
     ) -> Generator[Status | Token, None, None]:
         """Evidence, the model's answer, or both (evidence first, then the model's summary, labelled)."""
         answer.context = [Source.from_passage(p) for p in prompt.passages]
         answer.context_dropped = prompt.dropped
         quoted = ""
-        if mode in ("evidence", "both"):
+        if mode in (AnswerMode.EVIDENCE, AnswerMode.BOTH):
             quoted = self._evidence(query, prompt, answer)
-            answer.timings["first_token_ms"] = _ms(started)
+            answer.timings.first_token_ms = _ms(started)
             yield Token(quoted)
-        if mode == "evidence":
+        if mode == AnswerMode.EVIDENCE:
             answer.answer = quoted
             answer.sentences = check_sentences(quoted, _texts(prompt))
             return
@@ -210,8 +226,7 @@ class ChatPipeline:
         prompt = self._for_model(prompt)
         if not quoted:  # the passages the answer was drawn from: all of them once evidence quoted any
             answer.context = [Source.from_passage(p) for p in prompt.passages]
-        text, generate_timings = yield from self._generate(prompt)
-        answer.timings = {**generate_timings, **answer.timings}  # evidence came first: its first token stays
+        text = yield from self._generate(prompt, answer.timings)
         answer.sentences = check_sentences(text, _texts(prompt))
         if quoted:
             answer.answer = f"{quoted}\n\n{SUMMARY_LABEL}{text}"
@@ -334,13 +349,13 @@ class ChatPipeline:
             log.warning("%d passages did not fit the LLM's context window and were left out", prompt.dropped)
         return prompt
 
-    def _generate(self, prompt: Prompt) -> Generator[Token, None, tuple[str, dict[str, float]]]:
-        """Stream the LLM's tokens; return the whole text and its timings."""
+    def _generate(self, prompt: Prompt, timings: AnswerTimings) -> Generator[Token, None, str]:
+        """Stream the LLM's tokens; return the whole text. Timings get the model's time, and its first token's
+        unless evidence came first."""
         if self.llm is None:
             raise RagError("this pipeline has no LLM: open it with one to answer questions")
         asked = time.perf_counter()
         parts: list[str] = []
-        timings: dict[str, float] = {}
         small = prompt.few_shot
         grammar = citation_grammar(len(prompt.passages)) if small and self.settings.llm_cite_grammar else None
         stream = self.llm.stream(
@@ -350,12 +365,12 @@ class ChatPipeline:
             grammar=grammar,
         )
         for piece in stream:
-            if not parts:
-                timings["first_token_ms"] = _ms(asked)
+            if not parts and timings.first_token_ms is None:
+                timings.first_token_ms = _ms(asked)
             parts.append(piece)
             yield Token(piece)
-        timings["generate_ms"] = _ms(asked)
-        return "".join(parts).strip(), timings
+        timings.generate_ms = _ms(asked)
+        return "".join(parts).strip()
 
     def _for_model(self, prompt: Prompt) -> Prompt:
         """The small-model prompt for the embedded model (or when set): few-shot, fewer passages, stops."""
@@ -443,14 +458,12 @@ def _fused(alone: Ranking, expanded: Ranking, k: int = RRF_K) -> Ranking:
 
 def _with_timings_of(kept: Ranking, other: Ranking) -> Ranking:
     """kept, with the other search's time added: the turn took both."""
-    return replace(kept, timings={k: v + other.timings.get(k, 0.0) for k, v in kept.timings.items()})
+    return replace(kept, timings=kept.timings + other.timings)
 
 
-def _search_timings(ranking: Ranking) -> dict[str, float]:
-    return {
-        "retrieve_ms": round(ranking.timings["embed_ms"] + ranking.timings["search_ms"], 1),
-        "rerank_ms": round(ranking.timings["rerank_ms"], 1),
-    }
+def _search_timings(ranking: Ranking) -> AnswerTimings:
+    searched = ranking.timings
+    return AnswerTimings(round(searched.embed_ms + searched.search_ms, 1), round(searched.rerank_ms, 1))
 
 
 def _ms(since: float) -> float:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import threading
 from types import TracebackType
-from typing import Any
 
 from rag.config import Settings
 from rag.embedder import LazyEmbedder
-from rag.errors import RagError
+from rag.errors import DocumentNotFound, RagError
 from rag.store import VectorStore, check_collection_name, open_store
-from rag.store.base import document_path
-
-DOC_FIELDS = ("doc_id", "source", "root", "file_type", "chunks", "pages", "ingested_at", "title", "size")
+from rag.store.payload import DocumentRecord
 
 
 class Collection:
@@ -45,31 +42,26 @@ class Collection:
         """Create the store's collection (loads the embedder for its dimension); a no-op when it exists."""
         self.store.ensure_collection(self.embedder.dimension, self.embedder.name)
 
-    def documents(self) -> list[dict[str, Any]]:
-        records = self.store.document_records()
-        docs = [
-            {**{k: r.get(k) for k in DOC_FIELDS}, "incomplete": bool(r.get("incomplete"))} for r in records
-        ]
-        return sorted(docs, key=lambda d: (d["root"] or "", d["source"] or ""))
+    def documents(self) -> list[DocumentRecord]:
+        return sorted(self.store.document_records(), key=lambda d: (d.root, d.source))
 
-    def delete_document(self, doc_id: str) -> dict[str, Any]:
+    def delete_document(self, doc_id: str) -> DocumentRecord:
         """Delete a document's chunks and record; its record, for the caller to report."""
-        record = next((d for d in self.documents() if d["doc_id"] == doc_id), None)
+        record = next((d for d in self.documents() if d.doc_id == doc_id), None)
         if record is None:
-            raise RagError("no such document in this collection")
+            raise DocumentNotFound("no such document in this collection")
         self.store.delete_document(doc_id)
         return record
 
-    def missing_documents(self) -> list[dict[str, Any]]:
-        """Documents whose file is gone (deleted, or moved and not ingested from its new place), with their path."""
-        docs = [{**d, "path": document_path(d)} for d in self.documents()]
-        return [d for d in docs if file_gone(d["path"])]
+    def missing_documents(self) -> list[DocumentRecord]:
+        """Documents whose file is gone (deleted, or moved and not ingested from its new place)."""
+        return [d for d in self.documents() if file_gone(d.path)]
 
-    def remove_missing(self) -> list[dict[str, Any]]:
+    def remove_missing(self) -> list[DocumentRecord]:
         """Delete the documents whose file is gone, chunks and records; those it deleted."""
         gone = self.missing_documents()
         for doc in gone:
-            self.store.delete_document(doc["doc_id"])
+            self.store.delete_document(doc.doc_id)
         if gone:
             self.store.finish()
         return gone

@@ -1,4 +1,5 @@
-"""Errors the app reports to users as one line, never as a traceback."""
+"""Errors the app reports to users as one line, never as a traceback; their types say whose mistake it is, so the
+API maps them to HTTP codes by type (api/errors.py), never by message."""
 
 
 class RagError(Exception):
@@ -11,3 +12,19 @@ class StoreLockedError(RagError):
 
 class BadQuestion(RagError):
     """The question cannot be asked as it is (empty, too long): the asker's to fix, not the app's."""
+
+
+class BadCollectionName(RagError):
+    """A collection name that is not letters, digits, '-' or '_'."""
+
+
+class CollectionNotFound(RagError):
+    """The collection does not exist (yet): reading never creates one."""
+
+
+class CollectionExists(RagError):
+    """A collection to be created exists already."""
+
+
+class DocumentNotFound(RagError):
+    """No document of the collection has that id."""

@@ -42,7 +42,7 @@ class Passage:
 
 
 # Small models copy form better than they follow rules: a cited answer, shown as an earlier turn. (A refusal
-# example made SmolLM2 refuse answerable questions: README, "Answer modes".)
+# example made SmolLM2 refuse answerable questions: docs/benchmarks.md, "Answer modes".)
 FEW_SHOT = [
     {
         "role": "user",

@@ -17,6 +17,7 @@ from typing import Any
 from rag.config import Settings
 from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.store import Hit
+from rag.store.payload import DocumentRecord
 
 log = logging.getLogger("rag.rerank")
 
@@ -163,7 +164,7 @@ def describe_reranker(settings: Settings, collection: str | None = None) -> str:
     return f"cross-encoder {folder} ({_origin(name, card, _threshold(settings, card))})"
 
 
-def retrain_advice(settings: Settings, collection: str, records: list[dict[str, Any]]) -> str | None:
+def retrain_advice(settings: Settings, collection: str, records: list[DocumentRecord]) -> str | None:
     """A line offering to retrain the collection's reranker when its documents changed by more than
     RAG_RERANK_RETRAIN_SHARE since training (never forced: the old model keeps serving meanwhile)."""
     if settings.rerank_model:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
+from rag.store.payload import DocumentRecord
 
 CARD = "reranker.json"
 
@@ -30,7 +31,7 @@ class RerankerCard:
     )  # acc@1 on held-out mined groups, calibration rates
     documents: dict[str, str] = field(default_factory=dict)  # doc_id: content hash, as trained on
 
-    def changed_share(self, records: list[dict[str, Any]]) -> float | None:
+    def changed_share(self, records: list[DocumentRecord]) -> float | None:
         """The share of documents added, changed or removed since training (None: the card predates the record)."""
         if not self.documents:
             return None
@@ -51,9 +52,9 @@ class RerankerCard:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def document_hashes(records: list[dict[str, Any]]) -> dict[str, str]:
+def document_hashes(records: list[DocumentRecord]) -> dict[str, str]:
     """A collection's document records as doc_id: content hash, what a card remembers of what it was trained on."""
-    return {str(r["doc_id"]): str(r.get("content_hash", "")) for r in records}
+    return {r.doc_id: r.content_hash for r in records}
 
 
 def collection_reranker_dir(settings: Settings, collection: str | None = None) -> Path:

@@ -12,12 +12,27 @@ from rag.retrieval import Mode, Retriever
 from rag.store import Hit, SearchFilter
 
 
+@dataclass(frozen=True)
+class SearchTimings:
+    """Where one search's time went, in ms."""
+
+    embed_ms: float = 0.0
+    search_ms: float = 0.0
+    rerank_ms: float = 0.0
+
+    def __add__(self, other: SearchTimings) -> SearchTimings:
+        """Both searches' time: a turn that searched twice took both."""
+        return SearchTimings(
+            self.embed_ms + other.embed_ms, self.search_ms + other.search_ms, self.rerank_ms + other.rerank_ms
+        )
+
+
 @dataclass
 class Ranking:
     candidates: list[Hit]  # the first stage's order, before any reranking
     ranked: list[Hit]  # the final order, cut to top_n
     threshold: float  # relevance under which a passage does not answer (the reranker's scale when it ran)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: SearchTimings = field(default_factory=SearchTimings)
     # When reranked and no passage reaches the reranker's threshold: the passages the bi-encoder finds at least this
     # close are relevant (None: the reranker alone decides)
     dense_threshold: float | None = None
@@ -76,13 +91,14 @@ class Searcher:
         top_k, top_n = top_k or self.settings.top_k, top_n or self.settings.top_n
         retrieved = self.retriever.retrieve(query, top_k, mode, flt)
         candidates = [_copy(h) for h in retrieved.hits]
-        timings = {"embed_ms": retrieved.embed_ms, "search_ms": retrieved.search_ms, "rerank_ms": 0.0}
         reranker = self.reranker if rerank else None
+        rerank_ms = 0.0
         if reranker is not None:
             shortlist = retrieved.hits[: self.settings.rerank_candidates]
-            ranked, timings["rerank_ms"] = reranker.rerank(query, shortlist, top_n)
+            ranked, rerank_ms = reranker.rerank(query, shortlist, top_n)
         else:
             ranked = retrieved.hits[:top_n]
+        timings = SearchTimings(retrieved.embed_ms, retrieved.search_ms, rerank_ms)
         reranked = reranker is not None
         either = reranked and not self.settings.rerank_alone_refuses
         dense_threshold = self.settings.relevance_threshold if either else None

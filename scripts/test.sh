@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/system_deps.sh
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check rag ingest ui evals cli training api tests benchmarks
-.venv/bin/ruff format --check rag ingest ui evals cli training api tests benchmarks
-.venv/bin/mypy rag ingest ui evals cli training api benchmarks
+.venv/bin/ruff check rag ingest service ui evals cli training api tests benchmarks
+.venv/bin/ruff format --check rag ingest service ui evals cli training api tests benchmarks
+.venv/bin/mypy rag ingest service ui evals cli training api benchmarks
 .venv/bin/python -m pytest "$@"

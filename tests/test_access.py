@@ -1,5 +1,5 @@
 """Who can reach what: every route `rag serve` exposes, walked from the app's own route list, is refused without
-the key or the UI login (ui.access), so a route added later without protection fails here."""
+the key or the UI login (service.access), so a route added later without protection fails here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
-from api.server import api_app
+from cli.serve import api_and_ui
 from rag.config import Settings
 
 KEY = "sk-test-key-0123456789"
@@ -61,7 +61,7 @@ def _status(client: TestClient, method: str, path: str, headers: dict[str, str])
     return result[0] if result else 0
 
 
-# What a browser needs before it has logged in, and the API's description: the README's table, "Who can reach what".
+# What a browser needs before it has logged in, and the API's description: docs/api.md's table, "Who can reach what".
 PUBLIC = {("GET", "/"), ("POST", "/login"), ("POST", "/login/"), ("GET", "/logout"), ("GET", "/favicon.ico")}
 PUBLIC |= {("GET", p) for p in ("/theme.css", "/gradio_api/theme.css", "/robots.txt", "/manifest.json")}
 PUBLIC |= {
@@ -79,7 +79,7 @@ CONFIGS = {
 def _client(tmp_path: Path, config: dict[str, str]) -> TestClient:
     settings = Settings(data_dir=tmp_path, collection="test", **config)  # type: ignore[arg-type]
     user, password = config.get("ui_user"), config.get("ui_password")
-    app, _ = api_app(settings, user, password)
+    app, _ = api_and_ui(settings, user, password)
     return TestClient(app, raise_server_exceptions=False)
 
 

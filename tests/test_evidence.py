@@ -105,7 +105,7 @@ def test_both_puts_the_evidence_first_and_labels_the_model(collection: Collectio
 
 def test_evidence_mode_answers_with_the_llm_endpoint_down(tmp_path: Path, collection: Collection) -> None:
     settings = Settings(data_dir=tmp_path / "data", collection="down")
-    run_ingest(settings, Path(collection.store.document_records()[0]["root"]))
+    run_ingest(settings, Path(collection.store.document_records()[0].root))
     env = cli_env(settings.data_dir) | {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "RAG_COLLECTION": "down"}
     result = subprocess.run(
         [RAG_BIN, "ask", "How many approvals does a release need?", "--mode", "evidence"],

@@ -94,9 +94,9 @@ def test_each_format_is_ingested_and_each_broken_file_fails_in_one_line(
         "  FAILED  truncated.json: corrupt JSON: JSONDecodeError: Expecting value: line 1 column 7 (char 6)",
     ]
     with Collection(settings) as collection:
-        docs = {d["source"]: d for d in collection.documents()}
-    assert {name: docs[name]["file_type"] for name in GOOD} == GOOD
-    assert docs["deck.pptx"]["pages"] == 2  # slides are pages
+        docs = {d.source: d for d in collection.documents()}
+    assert {name: docs[name].file_type for name in GOOD} == GOOD
+    assert docs["deck.pptx"].pages == 2  # slides are pages
 
 
 @pytest.mark.parametrize(

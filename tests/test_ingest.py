@@ -18,6 +18,7 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
 from rag.store import open_store
+from rag.store.payload import DocumentRecord
 from tests.conftest import RAG_BIN, REPO, cli_env
 from tests.docs_factory import make_corpus, write_pdf
 
@@ -31,11 +32,11 @@ def snapshot(settings: Settings) -> dict[str, Any]:
     """Everything a search can see: document records and every chunk, keyed by source."""
     store = open_store(settings)
     try:
-        docs = {r["source"]: (r["content_hash"], r["chunks"]) for r in store.document_records()}
+        docs = {r.source: (r.content_hash, r.chunks) for r in store.document_records()}
         chunks = sorted(
             (c["source"], c["chunk_index"], c["content_hash"], c["text"])
             for r in store.document_records()
-            for c in store.chunks_of(r["doc_id"])
+            for c in store.chunks_of(r.doc_id)
         )
         total = store.count_chunks()
     finally:
@@ -51,17 +52,17 @@ def test_every_format_is_ingested_with_its_payload(
     assert summary.added == 7 and not summary.failed and not summary.skipped
     store = open_store(settings)
     try:
-        records = {r["source"]: r for r in store.document_records()}
+        records = {r.source: r for r in store.document_records()}
         assert set(records) == {
             "guide.md", "notes.txt", "manual.rst", "care.html", "report.pdf", "memo.docx", "sub/deeper/nested.md"
         }  # fmt: skip
-        assert records["report.pdf"]["pages"] == 2
-        pdf_chunks = store.chunks_of(records["report.pdf"]["doc_id"])
+        assert records["report.pdf"].pages == 2
+        pdf_chunks = store.chunks_of(records["report.pdf"].doc_id)
         assert sorted(c["page"] for c in pdf_chunks) == [1, 2]
-        html = store.chunks_of(records["care.html"]["doc_id"])
+        html = store.chunks_of(records["care.html"].doc_id)
         assert {c["title"] for c in html} == {"Llama care", "Llama care › Shearing"}
         assert all("<" not in c["text"] for c in html)
-        nested = store.chunks_of(records["sub/deeper/nested.md"]["doc_id"])[0]
+        nested = store.chunks_of(records["sub/deeper/nested.md"].doc_id)[0]
         assert nested["dirs"] == ["sub", "sub/deeper"] and nested["file_type"] == "md"
         for key in (
             "doc_id",
@@ -292,10 +293,10 @@ def test_pdf_with_many_pages_records_page_count(
     write_pdf(root / "book.pdf", [f"Chapter {i} is about animal number {i}." for i in range(1, 6)])
     run_ingest(settings, root)
     (record,) = snapshot_records(settings)
-    assert record["pages"] == 5
+    assert record.pages == 5
 
 
-def snapshot_records(settings: Settings) -> list[dict[str, Any]]:
+def snapshot_records(settings: Settings) -> list[DocumentRecord]:
     store = open_store(settings)
     try:
         return store.document_records()
@@ -352,8 +353,8 @@ def test_each_document_records_when_it_was_written(
         store = collection.store
         IngestJob(collection).run(root, progress=False, on_file=slow_first_file)
         records = store.document_records()
-        chunk_times = {c["ingested_at"] for r in records for c in store.chunks_of(r["doc_id"])}
-    record_times = {r["ingested_at"] for r in records}
+        chunk_times = {c["ingested_at"] for r in records for c in store.chunks_of(r.doc_id)}
+    record_times = {r.ingested_at for r in records}
     assert len(records) == 2 and len(record_times) == 2
     assert chunk_times == record_times  # a document's chunks carry its own time
 

@@ -10,6 +10,7 @@ from evals.datasets import python_faq_references
 from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import Embedder
+from rag.store.payload import DocumentRecord
 from tests.test_ingest import run_ingest
 from training.links import LinkQuery, page_link_queries
 from training.reranker import MiningOptions, mine
@@ -77,7 +78,7 @@ def test_mined_link_groups_point_to_the_linked_page_and_never_take_negatives_fro
         mine(collection, MiningOptions(negatives=2, link_questions=10, link_filter=True), counts=dropped)
     links = [g for g in groups if g.origin == "link"]
     assert {g.doc_id for g in links} == {
-        d["doc_id"] for d in _records(settings) if d["source"] in ("fridge.html", "boiler.html")
+        d.doc_id for d in _records(settings) if d.source in ("fridge.html", "boiler.html")
     }
     for g in links:
         assert "the cold storage chapter" not in g.query and "the boiler notes" not in g.query
@@ -88,7 +89,7 @@ def test_mined_link_groups_point_to_the_linked_page_and_never_take_negatives_fro
     assert dropped["link: source not ranked first by the bi-encoder"] == 2
 
 
-def _records(settings: Settings) -> list[dict[str, str]]:
+def _records(settings: Settings) -> list[DocumentRecord]:
     with Collection(settings) as collection:
         return collection.store.document_records()
 

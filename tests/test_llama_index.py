@@ -17,6 +17,7 @@ from rag.embedder import Embedder
 from rag.integrations.llama_index import CollectionRetriever, open_retriever, query_engine
 from rag.search import Searcher
 from rag.store.base import chunk_id
+from rag.store.payload import DocumentRecord
 from tests.conftest import RAG_BIN, cli_env
 
 DOCS = {
@@ -71,7 +72,7 @@ def test_retriever_evaluator_agrees_with_rag_eval(
 ) -> None:
     settings, ours = ingested
     with Collection(settings) as collection:
-        records = {r["source"]: r for r in collection.store.document_records()}
+        records = {r.source: r for r in collection.store.document_records()}
         retriever = CollectionRetriever(
             Searcher.for_collection(collection), top_k=30, top_n=30, rerank=False, per_document=True
         )
@@ -86,8 +87,8 @@ def test_retriever_evaluator_agrees_with_rag_eval(
     assert mrr < 1.0  # some gold document is not first: the agreement is about ranks, not a trivial 1 = 1
 
 
-def _chunk_ids(record: dict) -> list[str]:
-    return [chunk_id(record["doc_id"], record["content_hash"], i) for i in range(record["chunks"])]
+def _chunk_ids(record: DocumentRecord) -> list[str]:
+    return [chunk_id(record.doc_id, record.content_hash, i) for i in range(record.chunks)]
 
 
 def test_llama_index_query_engine_runs_on_our_retrieval(ingested: tuple[Settings, dict]) -> None:

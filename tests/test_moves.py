@@ -46,11 +46,11 @@ def state(settings: Settings) -> dict[str, Any]:
     store = open_store(settings)
     try:
         records = store.document_records()
-        docs = {f"{r['root']}/{r['source']}": (r["doc_id"], r["content_hash"], r["chunks"]) for r in records}
+        docs = {f"{r.root}/{r.source}": (r.doc_id, r.content_hash, r.chunks) for r in records}
         chunks = sorted(
             (c["root"], c["source"], c["chunk_index"], c["text"], c["ingested_at"])
             for r in records
-            for c in store.chunks_of(r["doc_id"])
+            for c in store.chunks_of(r.doc_id)
         )
         return {"docs": docs, "chunks": chunks, "total": store.count_chunks()}
     finally:
@@ -126,12 +126,12 @@ def record_again_under(settings: Settings, embedder: Embedder, root: Path, sub: 
     path below it, its own doc_id, record and chunks."""
     store = open_store(settings)
     try:
-        for record in [r for r in store.document_records() if r["source"].startswith(f"{sub}/")]:
-            source = record["source"].removeprefix(f"{sub}/")
+        for record in [r for r in store.document_records() if r.source.startswith(f"{sub}/")]:
+            source = record.source.removeprefix(f"{sub}/")
             # dirs as path_fields makes them for a file at most one folder below sub, as the test's files are
             paths = {"root": f"{root}/{sub}", "source": source, "dirs": source.split("/")[:-1]}
             doc_id = document_id(paths["root"], paths["source"])
-            chunks = [{**c, **paths, "doc_id": doc_id} for c in store.chunks_of(record["doc_id"])]
+            chunks = [{**c, **paths, "doc_id": doc_id} for c in store.chunks_of(record.doc_id)]
             passages = [ChunkPayload.from_payload(c).passage() for c in chunks]
             points = [
                 PointData(
@@ -142,7 +142,7 @@ def record_again_under(settings: Settings, embedder: Embedder, root: Path, sub: 
                 )
                 for c, v, p in zip(chunks, embedder.embed(passages), passages, strict=True)
             ]
-            store.upsert([*points, PointData(doc_id, {**record, **paths, "doc_id": doc_id})])
+            store.upsert([*points, PointData(doc_id, {**record.to_payload(), **paths, "doc_id": doc_id})])
     finally:
         store.close()
 

@@ -8,7 +8,7 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import RagError
-from ui.service import RagService
+from service import RagService
 
 
 @pytest.mark.parametrize("name", ["../../../../outside", "../escape", "a/b", "..", ""])

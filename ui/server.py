@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import fastapi
 import gradio as gr
-import uvicorn
 from gradio.routes import App as GradioApp
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 
 from rag.config import Settings
-from rag.errors import RagError
-from ui.access import AccessGate, Credentials
+from service.access import AccessGate, Credentials
+from service.serving import serve
+from service.throttle import LoginThrottle
 from ui.app import CSS, ChatApp
-from ui.throttle import LoginThrottle
 
 
 def web_app(
@@ -30,7 +28,7 @@ def web_app(
 
 def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -> fastapi.FastAPI:
     """The Gradio app at /, its login throttled per address, and every route of the server behind
-    ui.access's rule (the key or the login) when either is set."""
+    service.access's rule (the key or the login) when either is set."""
     server.add_middleware(LoginThrottle)
     demo = chat.build().queue(default_concurrency_limit=4)
     mounted = gr.mount_gradio_app(
@@ -64,20 +62,6 @@ def _session_check(gradio_app: GradioApp) -> Callable[[HTTPConnection], bool]:
     return has_session
 
 
-def serve(app: fastapi.FastAPI, host: str, port: int, what: str, trusted_proxies: str | None = None) -> None:
-    _check_port(host, port)
-    print(f"{what}: http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
-    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: one header per try then reset the login throttle
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        proxy_headers=trusted_proxies is not None,
-        forwarded_allow_ips=trusted_proxies,
-    )
-
-
 def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     chat = ChatApp(settings)
     key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -85,14 +69,3 @@ def launch(settings: Settings, host: str, port: int, user: str | None, password:
         serve(web_app(chat, user, password, key), host, port, "rag ui", settings.trusted_proxies)
     finally:
         chat.service.close()
-
-
-def _check_port(host: str, port: int) -> None:
-    """A taken port is one line before anything starts (uvicorn logs it and exits 3 after the models load)."""
-    try:
-        with socket.create_server((host, port)):
-            pass
-    except OSError as exc:
-        raise RagError(
-            f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; choose another --port"
-        ) from None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import BadCollectionName, CollectionNotFound
 from rag.store.base import Hit, PointData, SearchFilter, SparseVec, VectorStore
 
 
 def check_collection_name(name: str) -> str:
     if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise RagError(f"collection name {name!r} must be letters, digits, '-' or '_'")
+        raise BadCollectionName(f"collection name {name!r} must be letters, digits, '-' or '_'")
     return name
 
 
@@ -57,8 +57,8 @@ def open_store(settings: Settings, collection: str | None = None, create: bool =
     return EdgeStore(settings.collection_dir(name))
 
 
-def _no_collection(name: str) -> RagError:
-    return RagError(
+def _no_collection(name: str) -> CollectionNotFound:
+    return CollectionNotFound(
         f"there is no collection {name!r} yet: ingest documents into it first "
         f"(rag ingest FOLDER --collection {name}, or the UI's Documents tab)"
     )

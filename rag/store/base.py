@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from rag.store.payload import ChunkPayload
+from rag.store.payload import ChunkPayload, DocumentRecord
+from rag.store.schema import (
+    DENSE,
+    KEYWORD_FIELDS,
+    KIND_CHUNK,
+    KIND_DOC,
+    KIND_META,
+    META_ID,
+    SPARSE,
+    chunk_id,
+    document_id,
+)
 
-DENSE = "dense"
-SPARSE = "bm25"
-KIND_CHUNK = "chunk"
-KIND_DOC = "doc"
-KIND_META = "meta"
-KEYWORD_FIELDS = ("kind", "doc_id", "root", "source", "dirs", "file_type")
-
-_NAMESPACE = uuid.UUID("6f1c1f0e-3a44-4d7e-9d55-2f4b8f0a7c11")
-META_ID = str(uuid.uuid5(_NAMESPACE, "collection-meta"))
-
-
-def document_id(root: str, source: str) -> str:
-    """Stable id of a document: its root and path relative to it."""
-    return str(uuid.uuid5(_NAMESPACE, f"{root}\0{source}"))
-
-
-def document_path(record: dict[str, Any]) -> str:
-    """A document's file as an absolute path: the one key that names a file whichever folder it was ingested from."""
-    return str(PurePosixPath(str(record.get("root")), str(record.get("source"))))
-
-
-def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
-    """Deterministic, so a re-run after a crash overwrites instead of duplicating."""
-    return str(uuid.uuid5(_NAMESPACE, f"{doc_id}\0{content_hash}\0{index}"))
+__all__ = [
+    "DENSE",
+    "KEYWORD_FIELDS",
+    "KIND_CHUNK",
+    "KIND_DOC",
+    "KIND_META",
+    "META_ID",
+    "SPARSE",
+    "chunk_id",
+    "document_id",
+]
 
 
 @dataclass(frozen=True)
@@ -61,8 +56,6 @@ class Hit:
 
     @cached_property
     def chunk(self) -> ChunkPayload:
-        from rag.store.payload import ChunkPayload  # payload.py reads this module's constants
-
         return ChunkPayload.from_payload(self.payload)
 
     @property
@@ -97,7 +90,7 @@ class VectorStore(Protocol):
 
     def delete_document(self, doc_id: str) -> None: ...
 
-    def document_records(self, root: str | None = None) -> list[dict[str, Any]]: ...
+    def document_records(self, root: str | None = None) -> list[DocumentRecord]: ...
 
     def set_payload(self, point_id: str, payload: dict[str, Any]) -> None: ...
 

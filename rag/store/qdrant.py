@@ -25,6 +25,7 @@ from rag.store.base import (
     SearchFilter,
     SparseVec,
 )
+from rag.store.payload import DocumentRecord
 
 RRF_K = 60
 HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
@@ -192,10 +193,11 @@ class QdrantStore:
             if offset is None:
                 return out
 
-    def document_records(self, root: str | None = None) -> list[dict[str, Any]]:
+    def document_records(self, root: str | None = None) -> list[DocumentRecord]:
         if not self.engine.exists:
             return []
-        return self._scroll(build_filter(self.engine, kind=KIND_DOC, root=root))
+        records = self._scroll(build_filter(self.engine, kind=KIND_DOC, root=root))
+        return [DocumentRecord.from_payload(p) for p in records]
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
         return self._scroll(build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id))
@@ -271,8 +273,8 @@ def weighted_rrf(lists: Sequence[Sequence[Hit]], weights: Sequence[float], k: in
     """Reciprocal rank fusion where a hit at 1-based rank r of a list of weight w adds w / (k + r).
 
     Done here rather than by Qdrant's fusion: Qdrant weighs a list by stretching its ranks (1 / (r / w + k - 1)),
-    under which no BM25 weight below 1 helped on the dev sets, while this one at 0.25 helped on both (README,
-    "Hybrid search"). Each hit keeps its first list's object, so a dense hit keeps its cosine."""
+    under which no BM25 weight below 1 helped on the dev sets, while this one at 0.25 helped on both
+    (docs/benchmarks.md, "Hybrid search"). Each hit keeps its first list's object, so a dense hit keeps its cosine."""
     score: dict[str, float] = {}
     first: dict[str, Hit] = {}
     for weight, hits in zip(weights, lists, strict=True):

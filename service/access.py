@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from ui.throttle import ASGIApp, Receive, Scope, Send
+from service.asgi import ASGIApp, Receive, Scope, Send
 
 API_PREFIXES = ("/v1/", "/health")
 # What a browser needs before it has logged in (the login page, its scripts, styles and icons) and the API's
-# description (no data); everything else is refused without credentials. README, "Who can reach what".
+# description (no data); everything else is refused without credentials. docs/api.md, "Who can reach what".
 PUBLIC_EXACT = frozenset(
     {"/", "/logout", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json"}
     | {"/gradio_api/theme.css", "/docs", "/docs/oauth2-redirect", "/openapi.json"}

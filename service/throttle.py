@@ -5,14 +5,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from service.asgi import ASGIApp, Message, Receive, Scope, Send
 
 FREE_FAILURES = 5  # typos cost nothing; after the fifth failure in a row, each costs twice the last wait
 MAX_WAIT_S = 300.0

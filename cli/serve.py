@@ -1,0 +1,32 @@
+"""`rag serve`: the API and the chat UI in one process, one service, one store, one model server. Composed here,
+where both front ends may be imported (they never import each other)."""
+
+from __future__ import annotations
+
+import fastapi
+
+from api.server import api_app
+from rag.config import Settings
+from service import RagService
+from service.access import Credentials
+from service.serving import serve
+from ui.app import ChatApp
+from ui.server import mount_ui
+
+
+def api_and_ui(
+    settings: Settings, user: str | None, password: str | None
+) -> tuple[fastapi.FastAPI, RagService]:
+    """/v1 and /health, OpenAPI at /docs, the UI at /, over one service; everything behind service.access."""
+    service = RagService(settings)
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    app = mount_ui(api_app(service), ChatApp(settings, service), Credentials.of(key, user, password))
+    return app, service
+
+
+def run(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
+    app, service = api_and_ui(settings, user, password)
+    try:
+        serve(app, host, port, "rag serve (API at /v1, docs at /docs, UI at /)", settings.trusted_proxies)
+    finally:
+        service.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import load_settings
+from rag.config import Settings, load_settings
 from tests.conftest import RAG_BIN, cli_env
 
 
@@ -90,3 +90,13 @@ def test_a_settings_file_that_is_not_toml_is_one_line_naming_file_and_line(tmp_p
     assert result.returncode == 2, result.stderr
     assert f"bad settings file {config}:" in result.stderr and "line 2" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_setting_is_described_and_in_the_readme() -> None:
+    from rag.settings_table import BEGIN, END, group_of, table
+
+    undescribed = [n for n, f in Settings.model_fields.items() if not f.description or not group_of(f)]
+    assert not undescribed, f"settings without a description or group: {undescribed}"
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    copy = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    assert copy == table(), "README's settings table is stale: paste `python -m rag.settings_table` into it"

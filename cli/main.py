@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rag docs | head` closed the pipe: what was wanted was read, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit's flush
+        return 0
     except OSError as exc:  # a folder we cannot create or read: say which, in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2

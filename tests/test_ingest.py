@@ -359,6 +359,23 @@ def test_each_document_records_when_it_was_written(
     assert chunk_times == record_times  # a document's chunks carry its own time
 
 
+def test_a_reader_that_stops_early_is_not_an_error(
+    tmp_path: Path, settings: Settings, embedder: Embedder
+) -> None:
+    """`rag docs --json | head -1`: the closed pipe ends the listing quietly, exit 0, not "error: Broken pipe"."""
+    run_ingest(settings, make_corpus(tmp_path / "corpus"))
+    reader_gone = subprocess.Popen(
+        [RAG_BIN, "docs", "--json", "--collection", "test"],
+        env=cli_env(settings.data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader_gone.stdout is not None and reader_gone.stderr is not None
+    reader_gone.stdout.close()  # before the listing is written: its first write finds no reader
+    assert reader_gone.wait(timeout=120) == 0
+    assert reader_gone.stderr.read() == b""
+
+
 def test_a_file_name_with_a_newline_stays_on_its_row_of_the_docs_table(
     tmp_path: Path, settings: Settings, embedder: Embedder
 ) -> None:

@@ -23,6 +23,7 @@ from rag.calibration import best_threshold, rates
 from rag.collection import Collection
 from rag.config import AnswerMode, Settings
 from rag.retrieval import Mode
+from rag.search import Searcher
 from rag.store import Hit
 
 KS = (1, 5, 10)
@@ -36,11 +37,12 @@ class Config:
     rerank: bool
 
 
-CONFIGS = (
-    Config("dense", Mode.DENSE, False),
-    Config("hybrid", Mode.HYBRID, False),
-    Config("hybrid+rerank", Mode.HYBRID, True),
-)
+def configs_for(searcher: Searcher) -> list[Config]:
+    """Each first stage alone, then hybrid through the searcher's stages (`hybrid+rerank`) when it has any."""
+    configs = [Config("dense", Mode.DENSE, False), Config("hybrid", Mode.HYBRID, False)]
+    if names := searcher.stage_names():
+        configs.append(Config("+".join(["hybrid", *names]), Mode.HYBRID, True))
+    return configs
 
 
 @dataclass
@@ -94,7 +96,7 @@ class Evaluator:
         self.pipeline = pipeline
         self.searcher = pipeline.searcher
         self.options = options
-        self.configs = [c for c in CONFIGS if not c.rerank or self.searcher.reranker is not None]
+        self.configs = configs_for(self.searcher)
 
     def run(self, items: list[QAItem]) -> dict[str, Any]:
         from tqdm import tqdm

@@ -1,8 +1,13 @@
-"""Search a collection the way chat and eval both do: hybrid first stage, cross-encoder rerank, relevance threshold."""
+"""Search a collection the way chat and eval both do: the first stage (dense, BM25 or both fused), then the stages
+after it (today the cross-encoder's rerank), then the relevance threshold the last stage's scores set.
+
+A stage is one small protocol, `Stage`, in the manner of llama-index's BaseNodePostprocessor: to add one, write it
+here and put it in `Searcher.stages`; `rag eval` measures the search with and without the stages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rag.collection import Collection
 from rag.config import Settings
@@ -18,7 +23,7 @@ class SearchTimings:
 
     embed_ms: float = 0.0
     search_ms: float = 0.0
-    rerank_ms: float = 0.0
+    rerank_ms: float = 0.0  # the stages after the first stage (today the rerank alone), under its old name
 
     def __add__(self, other: SearchTimings) -> SearchTimings:
         """Both searches' time: a turn that searched twice took both."""
@@ -56,6 +61,35 @@ class Ranking:
         return max((h.relevance for h in self.ranked), default=0.0)
 
 
+class Stage(Protocol):
+    """A step after the first stage: it reorders the candidates (and may cut them to top_n) and returns them with
+    the time it took in ms. `threshold`: the relevance from which the scores it sets say a passage answers."""
+
+    name: str
+
+    @property
+    def threshold(self) -> float: ...
+
+    def run(self, query: str, hits: list[Hit], top_n: int) -> tuple[list[Hit], float]: ...
+
+
+class RerankStage:
+    """The cross-encoder rescores the first `candidates` of the first stage's order and keeps the best top_n."""
+
+    name = "rerank"
+
+    def __init__(self, reranker: Reranker, candidates: int) -> None:
+        self.reranker = reranker
+        self.candidates = candidates
+
+    @property
+    def threshold(self) -> float:
+        return self.reranker.threshold
+
+    def run(self, query: str, hits: list[Hit], top_n: int) -> tuple[list[Hit], float]:
+        return self.reranker.rerank(query, hits[: self.candidates], top_n)
+
+
 class Searcher:
     def __init__(
         self,
@@ -68,8 +102,11 @@ class Searcher:
         self.collection = collection
         self.settings = settings or collection.settings
         self.retriever = Retriever(collection.store, collection.embedder, self.settings.bm25_weight)
-        self.reranker = reranker
         self.rerank_status = rerank_status
+        # After the first stage, in order; a search with rerank=False runs none of them.
+        self.stages: list[Stage] = (
+            [RerankStage(reranker, self.settings.rerank_candidates)] if reranker else []
+        )
 
     @classmethod
     def for_collection(cls, collection: Collection) -> Searcher:
@@ -91,24 +128,26 @@ class Searcher:
         top_k, top_n = top_k or self.settings.top_k, top_n or self.settings.top_n
         retrieved = self.retriever.retrieve(query, top_k, mode, flt)
         candidates = [_copy(h) for h in retrieved.hits]
-        reranker = self.reranker if rerank else None
-        rerank_ms = 0.0
-        if reranker is not None:
-            shortlist = retrieved.hits[: self.settings.rerank_candidates]
-            ranked, rerank_ms = reranker.rerank(query, shortlist, top_n)
-        else:
-            ranked = retrieved.hits[:top_n]
-        timings = SearchTimings(retrieved.embed_ms, retrieved.search_ms, rerank_ms)
-        reranked = reranker is not None
-        either = reranked and not self.settings.rerank_alone_refuses
+        hits, stages_ms = retrieved.hits, 0.0
+        for stage in self._stages(rerank):
+            hits, ms = stage.run(query, hits, top_n)
+            stages_ms += ms
+        timings = SearchTimings(retrieved.embed_ms, retrieved.search_ms, stages_ms)
+        either = bool(self._stages(rerank)) and not self.settings.rerank_alone_refuses
         dense_threshold = self.settings.relevance_threshold if either else None
-        return Ranking(candidates, ranked, self.threshold(reranked), timings, dense_threshold)
+        return Ranking(candidates, hits[:top_n], self.threshold(rerank), timings, dense_threshold)
+
+    def _stages(self, rerank: bool) -> list[Stage]:
+        return self.stages if rerank else []
 
     def threshold(self, rerank: bool) -> float:
-        """The relevance under which a passage does not answer: the reranker's when it runs, else the dense one."""
-        if rerank and self.reranker is not None:
-            return self.reranker.threshold
-        return self.settings.relevance_threshold
+        """The relevance under which a passage does not answer: the last stage's when the stages run, else the
+        dense one."""
+        stages = self._stages(rerank)
+        return stages[-1].threshold if stages else self.settings.relevance_threshold
+
+    def stage_names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
 
     def reranker_label(self, rerank: bool) -> str:
         if not rerank:

@@ -15,6 +15,7 @@ from rag.config import Settings
 from rag.embedder import Embedder
 from rag.prompt import SYSTEM, build_prompt
 from rag.search import Searcher
+from rag.store import Hit
 from tests.conftest import RAG_BIN, cli_env
 from tests.docs_factory import make_corpus
 from tests.test_ingest import run_ingest
@@ -226,3 +227,31 @@ def test_a_reranked_passage_is_relevant_when_either_scorer_says_so() -> None:
     assert either.relevant_among([both_low]) == []
     alone = Ranking(ranked, ranked, threshold=0.8)
     assert alone.relevant_among([low_rerank_close, both_low]) == []  # the reranker alone
+
+
+class _Reverse:
+    """A stage that turns the order round: what a new stage has to be to run in the search and in `rag eval`."""
+
+    name = "reverse"
+    threshold = 0.3
+
+    def run(self, query: str, hits: list[Hit], top_n: int) -> tuple[list[Hit], float]:
+        return hits[::-1], 1.5
+
+
+def test_a_stage_added_to_the_searcher_runs_after_the_first_stage_and_is_evaluated(
+    collection: Collection,
+) -> None:
+    from evals.run import configs_for
+    from rag.rerank import RerankStatus
+
+    searcher = Searcher(collection, None, RerankStatus(False, None, "off"))
+    assert [c.name for c in configs_for(searcher)] == ["dense", "hybrid"]
+    searcher.stages.append(_Reverse())
+    staged = searcher.search("What do alpacas eat?", 6, 3)
+    assert [h.id for h in staged.ranked] == [h.id for h in staged.candidates[::-1][:3]]
+    assert staged.threshold == 0.3 and staged.timings.rerank_ms == 1.5
+    skipped = searcher.search("What do alpacas eat?", 6, 3, rerank=False)
+    assert [h.id for h in skipped.ranked] == [h.id for h in skipped.candidates[:3]]
+    assert skipped.threshold == collection.settings.relevance_threshold
+    assert [c.name for c in configs_for(searcher)] == ["dense", "hybrid", "hybrid+reverse"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from ingest.chunking import Chunk, Chunker
 from ingest.formats import STREAMED, file_type, loader_for
-from ingest.known import KnownDocuments, Record, display_path, file_hash
+from ingest.known import KnownDocuments, display_path, file_hash
 from ingest.loaders import LoadError, Section
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
@@ -129,7 +129,7 @@ class _Doc:
 class _Move:
     found: FoundFile
     root: str
-    record: Record  # the document whose file is gone, now at found.path
+    record: DocumentRecord  # the document whose file is gone, now at found.path
 
 
 @dataclass
@@ -250,7 +250,7 @@ class IngestJob:
             return None
 
     def _plan_recorded(
-        self, f: FoundFile, record: Record, known: KnownDocuments, summary: IngestSummary
+        self, f: FoundFile, record: DocumentRecord, known: KnownDocuments, summary: IngestSummary
     ) -> _Doc | None:
         """A file with a record at its path, whichever folder that record was ingested from: it keeps its id."""
         if record.size == f.size and record.mtime_ns == f.mtime_ns:

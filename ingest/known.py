@@ -14,7 +14,7 @@ from pathlib import Path
 from ingest.scan import FoundFile
 from rag.collection import file_gone
 from rag.store.base import document_id
-from rag.store.payload import DocumentRecord as Record
+from rag.store.payload import DocumentRecord
 
 
 def inside(path: str, folder: str) -> bool:
@@ -27,18 +27,18 @@ def display_path(path: str, root: str) -> str:
 
 
 class KnownDocuments:
-    def __init__(self, records: list[Record]) -> None:
-        self.by_path: dict[str, Record] = {}
+    def __init__(self, records: list[DocumentRecord]) -> None:
+        self.by_path: dict[str, DocumentRecord] = {}
         # A second record of one path, left by versions that keyed documents by (root, source): deleted when
         # a folder holding the path is ingested.
-        self.extra: list[Record] = []
+        self.extra: list[DocumentRecord] = []
         for record in sorted(records, key=_kept_first):
             path = record.path
             if path in self.by_path:
                 self.extra.append(record)
             else:
                 self.by_path[path] = record
-        self.by_hash: dict[str, list[Record]] = {}
+        self.by_hash: dict[str, list[DocumentRecord]] = {}
         for record in self.by_path.values():
             if record.content_hash:  # an interrupted write has none: it matches nothing
                 self.by_hash.setdefault(record.content_hash, []).append(record)
@@ -48,10 +48,10 @@ class KnownDocuments:
         self.claimed: set[str] = set()  # doc_ids moved by this run
         self.leaving: set[str] = set()  # doc_ids this run deletes: their files hold nothing any more
 
-    def at(self, path: str) -> Record | None:
+    def at(self, path: str) -> DocumentRecord | None:
         return self.by_path.get(path)
 
-    def stale_under(self, root: str, found: list[FoundFile]) -> list[Record]:
+    def stale_under(self, root: str, found: list[FoundFile]) -> list[DocumentRecord]:
         """Records to delete with an ingestion of root: those of files under it the scan did not find (a folder
         it could not read hides its files: unknown, not missing), and second records of one path."""
         present = {str(f.path) for f in found}
@@ -78,7 +78,7 @@ class KnownDocuments:
                 return record.path
         return None
 
-    def take_gone(self, digest: str, kind: str) -> Record | None:
+    def take_gone(self, digest: str, kind: str) -> DocumentRecord | None:
         """A document with this content and file type whose file is gone, for a move; each is taken once."""
         for record in self.by_hash.get(digest, []):
             free = record.doc_id not in self.claimed and record.file_type == kind
@@ -98,7 +98,7 @@ class KnownDocuments:
         return doc_id
 
 
-def _kept_first(record: Record) -> tuple[bool, int, str]:
+def _kept_first(record: DocumentRecord) -> tuple[bool, int, str]:
     """Of two records of one path, the complete one, then the one of the outer folder (the longer source)."""
     return (record.incomplete, len(record.root), record.doc_id)
 
@@ -111,7 +111,7 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _still_holds(record: Record, digest: str) -> bool:
+def _still_holds(record: DocumentRecord, digest: str) -> bool:
     """The recorded file is there with this content: as recorded, or hashed when only touched since."""
     path = record.path
     try:

@@ -7,11 +7,11 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import numpy as np
 
-from rag.config import PACKAGED_EMBEDDER, Settings
+from rag.config import PACKAGED_EMBEDDER, EmbedPrecision, Settings
 from rag.errors import RagError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Embedder:
         return [float(x) for x in self.embed([text])[0]]
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS: tuple[str, ...] = get_args(EmbedPrecision)
 
 
 def _set_precision(model: Any, precision: str) -> str:

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from rag.config import Settings
+from rag.config import RerankBackend, Settings
 from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.store import Hit
 from rag.store.payload import DocumentRecord
@@ -70,7 +70,7 @@ class Reranker:
         return ranked, (time.perf_counter() - started) * 1000
 
 
-BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS: tuple[str, ...] = get_args(RerankBackend)
 
 
 def build_cross_encoder(name: str, backend: str = "torch", max_length: int = 256) -> Any:

@@ -80,18 +80,13 @@ class DocumentRecord:
         """A stored record; fields older versions did not write take their defaults, unknown ones are ignored."""
         try:
             known = {f.name for f in fields(cls)}
-            return cls(
-                **{k: v for k, v in payload.items() if k in known and (v is not None or k in _NULLABLE)}
-            )
+            return cls(**{k: v for k, v in payload.items() if k in known and v is not None})
         except TypeError as exc:
             raise ValueError(f"a stored document record is malformed: {exc}") from None
 
     def listing(self) -> dict[str, Any]:
         """What a document listing shows of it."""
         return {**{name: getattr(self, name) for name in LISTED_FIELDS}, "incomplete": self.incomplete}
-
-
-_NULLABLE = ("pages", "title")
 
 
 def passage_text(title: str | None, text: str) -> str:

@@ -176,6 +176,8 @@ _BLOCK_TAGS = {
 }  # fmt: skip
 _HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _MARK = "\x00"
+_PARAGRAPH_BREAK = "\x01"  # a blank line that `_tidy` keeps (it drops the others)
+_UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
 
 
 def load_html(path: Path) -> Iterator[Section]:
@@ -253,11 +255,14 @@ def _decoded(raw: bytes) -> str:
 
 
 def _walk(element: Any, out: list[str]) -> None:
-    """Visible text in document order; headings become marks that `_split_marked` turns into section titles."""
+    """Visible text in document order; headings become marks that `_split_marked` turns into section titles, and
+    a data table becomes pipe rows between blank lines (the chunker repeats its header row)."""
     tag = element.tag  # a comment's or processing instruction's tag is not a str: its text is not shown
     if isinstance(tag, str) and not is_dropped(tag, element.attrib):
         if tag in _HEADING_TAGS:
             out.append(f"\n{_MARK}{tag[1]}{_MARK}{_heading_text(element)}{_MARK}\n")
+        elif tag == "table" and (rows := table_rows(element)):
+            out.append(f"\n{_PARAGRAPH_BREAK}\n" + "\n".join(rows) + f"\n{_PARAGRAPH_BREAK}\n")
         else:
             if element.text:
                 out.append(element.text)
@@ -408,7 +413,35 @@ def _split_marked(text: str, page_title: str | None) -> Iterator[Section]:
 def _tidy(text: str) -> str:
     lines = [" ".join(line.split()) for line in text.splitlines()]
     out = "\n".join(line for line in lines if line)
-    return out.strip()
+    return out.replace(_PARAGRAPH_BREAK, "").strip()
+
+
+def table_rows(table: Any) -> list[str]:
+    """A data table as Markdown pipe rows (with the header's rule under a first row of <th> cells). None for what
+    is laid out as a table rather than holding data: a table inside, rows of different widths (a merged title
+    cell), fewer than two rows with text, or mostly empty cells (navigation arrows)."""
+    if any(True for _ in table.iterdescendants("table")):
+        return []
+    rows: list[list[Any]] = []
+    for row in table.iter("tr"):
+        cells = [cell for cell in row if cell.tag in ("td", "th") and not is_dropped(cell.tag, cell.attrib)]
+        if cells and not is_dropped("tr", row.attrib):
+            rows.append(cells)
+    texts = [[_heading_text(cell) for cell in cells] for cells in rows]
+    kept = [i for i, cells in enumerate(texts) if any(cells)]
+    if len(kept) < 2 or len({len(texts[i]) for i in kept}) > 1:
+        return []
+    if 2 * sum(not cell for i in kept for cell in texts[i]) > sum(len(texts[i]) for i in kept):
+        return []
+    lines = [pipe_row(texts[i]) for i in kept]
+    if all(cell.tag == "th" for cell in rows[kept[0]]):
+        lines.insert(1, pipe_row(["---"] * len(texts[kept[0]])))
+    return lines
+
+
+def pipe_row(cells: list[str]) -> str:
+    """One Markdown table row; a bar inside a cell is escaped, so the row's own bars count its columns."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 # --------------------------------------------------------------------------- PDF, DOCX
@@ -483,8 +516,12 @@ def load_docx(path: Path) -> Iterator[Section]:
             title = title_of(stack)
         elif text:
             buffer.append(text)
-    for table in document.tables:
-        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
-        buffer.extend(row for row in rows if row.strip(" |"))
+    for table in document.tables:  # each its own paragraph, so the chunker can repeat its header row
+        rows = [pipe_row([" ".join(cell.text.split()) for cell in row.cells]) for row in table.rows]
+        rows = [row for row in rows if row.strip(" |")]
+        if len(rows) > 1:  # the first row is taken for the header, as Word's "header row" option has it
+            rows.insert(1, pipe_row(["---"] * len(table.columns)))
+        if rows:
+            buffer.append("\n" + "\n".join(rows) + "\n")
     if buffer:
         yield Section("\n".join(buffer), title)

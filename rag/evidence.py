@@ -1,8 +1,9 @@
 """The evidence-first answer: the passages' own sentences that answer the question, each with its [n].
 
 It needs no generator, so it is right whenever retrieval is: every sentence is quoted from the passage it cites.
-Units are sentences, except that a code block stays whole; each is scored against the question by the
-bi-encoder, with a bonus for the passage's rank. The bi-encoder scores sentences even when a cross-encoder ranked
+Units are sentences, except that a code block stays whole and a table's row is quoted under its header row; each
+is scored against the question by the bi-encoder, with a bonus for the passage's rank, and a row that holds a cell
+the question names (the ticket, the product code) is preferred: the bi-encoder hardly tells "T-1050" from "T-1197". The bi-encoder scores sentences even when a cross-encoder ranked
 the passages: on the Python FAQ with the trained reranker, token F1 0.427 with the cross-encoder scoring sentences,
 0.514 with the bi-encoder (it was trained on whole passages, and scored most sentences of the top five 0.99).
 """
@@ -24,11 +25,16 @@ UNFINISHED_PENALTY = 2 * MARGIN  # for a unit that does not end like a sentence 
 # questions): 0.03 / 0.1 / 0.2 / 1.0 gave Debian FAQ 0.408 / 0.461 / 0.449 / 0.449, Python FAQ 0.399 / 0.477 /
 # 0.498 / 0.496, Python FAQ with the trained reranker 0.517 / 0.513 / 0.514 / 0.512: 0.2 is best on average.
 RANK_BONUS = 0.2
+# Over the rank bonus of the five passages and any cosine gap: a row whose cell the question names is the answer.
+NAMED_CELL_BONUS = 1.0
 
 Scorer = Callable[[str, Sequence[str]], np.ndarray]  # question, units -> one score per unit, higher is better
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _CODE_LINE = re.compile(r"^(?: {4}|\t|>>> |\.\.\. |\$ )")
+_TABLE_LINE = re.compile(r"^\|.*\|$")
+_TABLE_RULE = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
+_CELL_BAR = re.compile(r"(?<!\\)\|")
 
 
 @dataclass(frozen=True)
@@ -38,17 +44,51 @@ class Unit:
     position: int  # the unit's place inside its passage
     text: str
     code: bool = False
+    header: str = ""  # a table row's: the table's header row (and Markdown's rule), quoted above it
+
+    def scored_text(self) -> str:
+        return f"{self.header}\n{self.text}" if self.header else self.text
+
+    def cells(self) -> list[str]:
+        return [cell.strip() for cell in _CELL_BAR.split(self.text.strip("|"))] if self.header else []
 
 
 def units_of(text: str, n: int, rank: int) -> list[Unit]:
-    """A passage cut into sentences, with each code block (fenced, indented or an interpreter session) whole."""
+    """A passage cut into sentences, with each code block (fenced, indented or an interpreter session) whole and
+    each table row (under its header row) on its own."""
     units: list[Unit] = []
     for block, code in _blocks(text):
-        pieces = [block.strip("\n")] if code else _sentences(block)
-        for piece in pieces:
-            if code or len(WORD.findall(piece)) >= 3:
-                units.append(Unit(n, rank, len(units), piece, code))
+        for part, table in [(block, False)] if code else _table_runs(block):
+            if table:
+                header, rows = _header_and_rows(part)
+                units.extend(Unit(n, rank, len(units) + i, row, header=header) for i, row in enumerate(rows))
+                continue
+            for piece in [part.strip("\n")] if code else _sentences(part):
+                if code or len(WORD.findall(piece)) >= 3:
+                    units.append(Unit(n, rank, len(units), piece, code))
     return units
+
+
+def _table_runs(prose: str) -> list[tuple[str, bool]]:
+    """Runs of table lines (two or more "| ... |" lines with as many bars each) and runs of other lines, in order."""
+    runs: list[tuple[list[str], bool]] = []
+    for line in prose.splitlines():
+        row = bool(_TABLE_LINE.match(line.strip()))
+        if not runs or runs[-1][1] != row:
+            runs.append(([], row))
+        runs[-1][0].append(line.strip() if row else line)
+    out = []
+    for lines, row in runs:
+        table = row and len(lines) >= 2 and len({len(_CELL_BAR.findall(line)) for line in lines}) == 1
+        out.append(("\n".join(lines), table))
+    return out
+
+
+def _header_and_rows(table: str) -> tuple[str, list[str]]:
+    """The header row (with Markdown's rule under it, when there is one) and the data rows."""
+    lines = table.splitlines()
+    cut = 2 if len(lines) > 2 and _TABLE_RULE.match(lines[1]) else 1
+    return "\n".join(lines[:cut]), lines[cut:]
 
 
 def _sentences(prose: str) -> list[str]:
@@ -85,18 +125,28 @@ def select(question: str, passages: Sequence[tuple[int, str]], scorer: Scorer) -
     units = [u for rank, (n, text) in enumerate(passages) for u in units_of(text, n, rank)]
     if not units:  # no sentence of three words anywhere (a table, a list of names): the best passage, whole
         return [Unit(passages[0][0], 0, 0, passages[0][1].strip())] if passages else []
-    scores = np.asarray(scorer(question, [u.text for u in units]), dtype=np.float32)
+    scores = np.asarray(scorer(question, [u.scored_text() for u in units]), dtype=np.float32)
     scores -= RANK_BONUS * np.asarray([u.rank for u in units], dtype=np.float32)
+    scores += NAMED_CELL_BONUS * np.asarray([_names_a_cell(question, u) for u in units], dtype=np.float32)
     # A question in the passage (a FAQ's own heading) is the most similar to the question and answers nothing.
     scores[[i for i, u in enumerate(units) if u.text.rstrip().endswith("?")]] = -np.inf
     # A line of headings or a table of contents ("2.1 Which ... 2.2 How ...") is similar but says nothing; so is
     # the sentence a chunk boundary cut off. A unit that does not end like a sentence must win by a wide margin.
-    scores[[i for i, u in enumerate(units) if not (u.code or _ends_like_a_sentence(u.text))]] -= (
+    scores[[i for i, u in enumerate(units) if not (u.code or u.header or _ends_like_a_sentence(u.text))]] -= (
         UNFINISHED_PENALTY
     )
     best = float(scores.max())
     order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] >= best - MARGIN][:MAX_UNITS]
     return sorted((units[i] for i in _with_introduced_code(order, units)), key=lambda u: (u.rank, u.position))
+
+
+def _names_a_cell(question: str, unit: Unit) -> bool:
+    """Whether the question holds one of the row's cells as a word of its own (two characters or more)."""
+    asked = question.casefold()
+    return any(
+        len(cell) >= 2 and re.search(rf"(?<!\w){re.escape(cell.casefold())}(?!\w)", asked)
+        for cell in unit.cells()
+    )
 
 
 def _ends_like_a_sentence(text: str) -> bool:
@@ -121,8 +171,15 @@ def render(units: Sequence[Unit]) -> str:
     paragraphs: list[list[str]] = []
     last: Unit | None = None
     for unit in units:
+        if unit.header:  # rows of one table share one header: a small table, then its [n]
+            if last is not None and last.n == unit.n and last.header == unit.header:
+                paragraphs[-1][-1] = paragraphs[-1][-1].replace(f"\n[{unit.n}]", f"\n{unit.text}\n[{unit.n}]")
+            else:
+                paragraphs.append([f"{unit.header}\n{unit.text}\n[{unit.n}]"])
+            last = unit
+            continue
         cited = f"{unit.text}\n[{unit.n}]" if unit.code else f"{_own_brackets(unit.text)} [{unit.n}]"
-        if last is not None and last.n == unit.n and not (last.code or unit.code):
+        if last is not None and last.n == unit.n and not (last.code or unit.code or last.header):
             paragraphs[-1].append(cited)
         else:
             paragraphs.append([cited])

@@ -34,6 +34,34 @@ def _keyword_scorer(word: str):  # type: ignore[no-untyped-def]
     return lambda question, units: np.asarray([1.0 if word in u else 0.0 for u in units])
 
 
+TICKETS = """Open tickets, by date.
+
+| ticket | opened | due |
+| --- | --- | --- |
+| T-1049 | 2026-02-19 | 2026-03-21 |
+| T-1050 | 2026-02-20 | 2026-03-23 |
+| T-1051 | 2026-02-21 | 2026-03-25 |
+"""
+
+
+def test_a_table_row_is_quoted_under_its_header_and_the_row_the_question_names_wins() -> None:
+    """The scorer here prefers every other row (as the bi-encoder can, for rows that differ only in numbers); the
+    row holding the question's ticket number still wins, and is quoted with the header that names its columns."""
+    units = units_of(TICKETS, 2, 1)
+    rows = [u for u in units if u.header]
+    assert [u.text.split(" | ")[0] for u in rows] == ["| T-1049", "| T-1050", "| T-1051"]
+    assert all(u.header == "| ticket | opened | due |\n| --- | --- | --- |" for u in rows)
+
+    def prefers_another_row(question: str, texts: object) -> np.ndarray:
+        return np.asarray([0.6 if "T-1049" in text else 0.3 for text in texts])  # type: ignore[attr-defined]
+
+    chosen = select("When is ticket T-1050 due?", [(1, PERL), (2, TICKETS)], prefers_another_row)
+    assert (
+        render(chosen)
+        == "| ticket | opened | due |\n| --- | --- | --- |\n| T-1050 | 2026-02-20 | 2026-03-23 |\n[2]"
+    )
+
+
 def test_a_code_block_is_one_unit_and_prose_is_cut_into_sentences() -> None:
     units = units_of(PERL, 1, 0)
     code = [u for u in units if u.code]

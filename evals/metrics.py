@@ -132,7 +132,8 @@ def groundedness(answer: str, cited_texts: dict[int, str], threshold: float = 0.
     """Share of the answer's content sentences that their own citations support.
 
     The answer is split into sentences: at line breaks and after . ! or ? followed by whitespace, a sentence
-    keeping the citation markers that directly follow its final punctuation. A sentence's content words are
+    keeping the citation markers that directly follow its final punctuation; a block whose citation stands alone
+    on the line under it (a quoted code block or table) is one sentence with that citation (rag.support.claims). A sentence's content words are
     its distinct SQuAD-normalized tokens (lowercase, no punctuation, no a/an/the) minus citation markers
     ([n], [n, m]) and a small stopword list; sentences without content words (e.g. a bare "[1]") are ignored.
     A content sentence is supported if it cites at least one passage [n] present in `cited_texts` whose

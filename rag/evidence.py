@@ -127,12 +127,14 @@ def select(question: str, passages: Sequence[tuple[int, str]], scorer: Scorer) -
         return [Unit(passages[0][0], 0, 0, passages[0][1].strip())] if passages else []
     scores = np.asarray(scorer(question, [u.scored_text() for u in units]), dtype=np.float32)
     scores -= RANK_BONUS * np.asarray([u.rank for u in units], dtype=np.float32)
-    scores += NAMED_CELL_BONUS * np.asarray([_names_a_cell(question, u) for u in units], dtype=np.float32)
+    named = [_names_a_cell(question, u) for u in units]
+    scores += NAMED_CELL_BONUS * np.asarray(named, dtype=np.float32)
     # A question in the passage (a FAQ's own heading) is the most similar to the question and answers nothing.
     scores[[i for i, u in enumerate(units) if u.text.rstrip().endswith("?")]] = -np.inf
     # A line of headings or a table of contents ("2.1 Which ... 2.2 How ...") is similar but says nothing; so is
     # the sentence a chunk boundary cut off. A unit that does not end like a sentence must win by a wide margin.
-    scores[[i for i, u in enumerate(units) if not (u.code or u.header or _ends_like_a_sentence(u.text))]] -= (
+    # A table row is no sentence either: it wins over prose only when it holds what the question names.
+    scores[[i for i, u in enumerate(units) if not (u.code or named[i] or _ends_like_a_sentence(u.text))]] -= (
         UNFINISHED_PENALTY
     )
     best = float(scores.max())
@@ -141,12 +143,17 @@ def select(question: str, passages: Sequence[tuple[int, str]], scorer: Scorer) -
 
 
 def _names_a_cell(question: str, unit: Unit) -> bool:
-    """Whether the question holds one of the row's cells as a word of its own (two characters or more)."""
-    asked = question.casefold()
-    return any(
-        len(cell) >= 2 and re.search(rf"(?<!\w){re.escape(cell.casefold())}(?!\w)", asked)
-        for cell in unit.cells()
-    )
+    """Whether the question names one of the row's cells, as a word of its own, by something that names one thing:
+    a cell with a digit ("T-1050") or several words, or a proper noun (capitalized in the question, not as its
+    first word). A common word ("task", "Type") in a cell names nothing in particular."""
+    for cell in unit.cells():
+        if len(cell) < 2:
+            continue
+        for match in re.finditer(rf"(?<!\w){re.escape(cell)}(?!\w)", question, re.IGNORECASE):
+            proper = match.start() > 0 and match.group()[0].isupper()
+            if proper or any(c.isdigit() for c in cell) or len(cell.split()) > 1:
+                return True
+    return False
 
 
 def _ends_like_a_sentence(text: str) -> bool:

@@ -7,6 +7,7 @@ supported when some passage it cites (or, for an uncited sentence in the app, an
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from rag.citations import cited_numbers
 from rag.text import content_words, normalize_tokens, split_sentences
 
 SUPPORT_THRESHOLD = 0.5
+_CITATION_LINE = re.compile(r"^\[\d+(?:,\s*\d+)*\]$")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def check_sentences(
     """Each content sentence of the answer, its citations, and whether its passages support it."""
     tokens = {n: set(normalize_tokens(text)) for n, text in passages.items()}
     checks: list[SentenceCheck] = []
-    for sentence in split_sentences(answer):
+    for sentence in claims(answer):
         words = content_words(sentence)
         if not words:
             continue
@@ -44,3 +46,16 @@ def check_sentences(
         supported = any(len(words & tokens[n]) / len(words) >= threshold for n in against)
         checks.append(SentenceCheck(sentence, cites, supported))
     return checks
+
+
+def claims(answer: str) -> list[str]:
+    """The answer's sentences, except that a block whose citation stands on the line under it (a quoted code block,
+    a table's header and rows) is one claim, with that citation: its lines are not sentences of their own."""
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", answer):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        if len(lines) > 1 and _CITATION_LINE.match(lines[-1]):
+            out.append(" ".join(lines))
+        else:
+            out.extend(split_sentences(paragraph))
+    return out

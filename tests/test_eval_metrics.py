@@ -139,6 +139,16 @@ def test_groundedness_edge_cases() -> None:
     assert groundedness("It is what it is.", passages) is None  # stopwords only
 
 
+def test_a_quoted_block_is_grounded_by_the_citation_on_the_line_under_it() -> None:
+    """The evidence answer quotes a code block or a table (header, then rows) with its [n] on a line of its own:
+    the block is one claim with that citation, not uncited lines."""
+    table = "| ticket | due |\n| --- | --- |\n| T-1049 | 2026-03-21 |\n| T-1050 | 2026-03-23 |"
+    answer = "| ticket | due |\n| --- | --- |\n| T-1050 | 2026-03-23 |\n[1]\n\nTickets close in a month. [2]"
+    assert groundedness(answer, {1: table, 2: "Most tickets close within a month."}) == 1.0
+    assert groundedness(answer, {1: "Unrelated text.", 2: "Most tickets close within a month."}) == 0.5
+    assert groundedness("| ticket | due |\n| T-1050 | 2026-03-23 |", {1: table}) == 0.0  # no citation
+
+
 # --- aggregates ------------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,15 @@ def test_a_table_row_is_quoted_under_its_header_and_the_row_the_question_names_w
     )
 
 
+def test_a_row_whose_cell_is_a_common_word_of_the_question_does_not_win_over_prose() -> None:
+    api = "| Name | Description |\n| --- | --- |\n| run() | Run a coroutine. |\n| Task | Task object. |"
+    prose = "A task wraps a coroutine and schedules it on the event loop."
+    chosen = select(
+        "How do I cancel a task?", [(1, prose), (2, api)], lambda q, texts: np.full(len(texts), 0.5)
+    )
+    assert render(chosen) == f"{prose} [1]"
+
+
 def test_a_code_block_is_one_unit_and_prose_is_cut_into_sentences() -> None:
     units = units_of(PERL, 1, 0)
     code = [u for u in units if u.code]

@@ -113,11 +113,12 @@ def _docs_table(docs: list[DocumentRecord]) -> str:
         return "no documents in this collection"
     sources = [printable(d.source) for d in docs]
     width = min(70, max(len(s) for s in sources))
-    lines = [f"{'source':<{width}}  {'type':<5} {'chunks':>6} {'pages':>5}  ingested"]
+    # ocr: how many of its pages (or images) were read by OCR
+    lines = [f"{'source':<{width}}  {'type':<5} {'chunks':>6} {'pages':>5} {'ocr':>4}  ingested"]
     for d, source in zip(docs, sources, strict=True):
-        pages = d.pages or "-"
+        pages, ocr = d.pages or "-", d.ocr_pages or "-"
         when = "incomplete: interrupted, re-run rag ingest" if d.incomplete else d.ingested_at
-        lines.append(f"{source:<{width}}  {d.file_type:<5} {d.chunks:>6} {pages:>5}  {when}")
+        lines.append(f"{source:<{width}}  {d.file_type:<5} {d.chunks:>6} {pages:>5} {ocr:>4}  {when}")
     lines.append(f"{len(docs)} documents, {sum(d.chunks for d in docs)} chunks")
     return "\n".join(lines)
 
@@ -287,8 +288,7 @@ def _sources_text(answer: Any) -> str:
     )
     lines = [header] if answer.sources else ["(the answer cites no source)"]
     for s in answer.sources:
-        page = f", page {s.page}" if s.page else ""
-        lines.append(f"  [{s.n}] {s.source}{page}  (score {s.score:.2f})\n      {s.snippet}")
+        lines.append(f"  [{s.n}] {s.source}{s.location()}  (score {s.score:.2f})\n      {s.snippet}")
     if answer.invalid_citations:
         lines.append(f"  invalid citations removed: {answer.invalid_citations}")
     return "\n".join(lines)

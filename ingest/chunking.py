@@ -38,6 +38,7 @@ class Chunk:
     page: int | None
     char_start: int
     char_end: int
+    ocr: bool = False  # its page was read by OCR
 
     def embed_text(self) -> str:
         return passage_text(self.title, self.text)
@@ -74,7 +75,9 @@ class Chunker:
         """Chunks of every section; spans are offsets in the document text (sections joined by a blank line)."""
         offset = 0
         for section in sections:
-            yield from self.chunk_text(section.text, section.title, section.page, offset)
+            for chunk in self.chunk_text(section.text, section.title, section.page, offset):
+                chunk.ocr = section.ocr
+                yield chunk
             offset += len(section.text) + 2
 
     def chunk_text(self, text: str, title: str | None, page: int | None, offset: int = 0) -> Iterator[Chunk]:

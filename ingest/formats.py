@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ingest import converters
-from ingest.loaders import Section, load_docx, load_html, load_pdf, load_text
+from ingest.loaders import Section, load_docx, load_html, load_text
+from ingest.ocr import IMAGE_SUFFIXES, OcrOptions, image_sections, pdf_sections
 
 Loader = Callable[[Path], Iterator[Section]]
 
@@ -33,20 +34,27 @@ LOADERS: dict[str, Loader] = {
     ".rst": lambda p: load_text(p, "rst"),
     ".html": load_html,
     ".htm": load_html,
-    ".pdf": load_pdf,
+    ".pdf": lambda p: pdf_sections(p, OcrOptions()),
     ".docx": load_docx,
     **{
         suffix: _converted(suffix)
         for suffix in (".pptx", ".xlsx", ".csv", ".epub", ".ipynb", ".json", ".eml", ".odt")
     },
+    **{suffix: lambda p: image_sections(p, OcrOptions()) for suffix in IMAGE_SUFFIXES},
 }
 STREAMED = {".txt", ".md", ".markdown", ".rst"}
 
 
 def file_type(path: Path) -> str:
     suffix = path.suffix.lower()
-    return {".htm": "html", ".markdown": "md"}.get(suffix, suffix.lstrip("."))
+    return {".htm": "html", ".markdown": "md", ".jpeg": "jpg", ".tiff": "tif"}.get(suffix, suffix.lstrip("."))
 
 
-def loader_for(path: Path) -> Loader | None:
-    return LOADERS.get(path.suffix.lower())
+def loader_for(path: Path, ocr: OcrOptions | None = None) -> Loader | None:
+    """The loader of the path's format; PDFs and images read with these OCR options (the defaults if none)."""
+    suffix = path.suffix.lower()
+    if ocr is not None and suffix == ".pdf":
+        return lambda p: pdf_sections(p, ocr)
+    if ocr is not None and suffix in IMAGE_SUFFIXES:
+        return lambda p: image_sections(p, ocr)
+    return LOADERS.get(suffix)

@@ -27,6 +27,7 @@ from ingest.chunking import Chunk, Chunker
 from ingest.formats import STREAMED, file_type, loader_for
 from ingest.known import KnownDocuments, display_path, file_hash
 from ingest.loaders import LoadError, Section
+from ingest.ocr import IMAGE_SUFFIXES, OcrOptions
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.collection import Collection
@@ -162,6 +163,12 @@ class IngestJob:
             self.settings.chunk_overlap,
             fits_window=lambda text: self.embedder.count_tokens(text) <= self.embedder.max_tokens,
         )
+        self.ocr = OcrOptions(
+            self.settings.ocr,
+            self.settings.ocr_page_seconds,
+            self.settings.ocr_min_chars,
+            self.settings.ocr_language,
+        )
 
     def run(
         self, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
@@ -234,6 +241,8 @@ class IngestJob:
             summary.failed.append((f.source, f.error))
         elif loader_for(f.path) is None:
             summary.skipped.append((f.source, f"unsupported file type {f.path.suffix or '(none)'}"))
+        elif not self.ocr.enabled and f.path.suffix.lower() in IMAGE_SUFFIXES:
+            summary.skipped.append((f.source, "an image, and OCR is off (RAG_OCR=false)"))
         elif f.size == 0:
             summary.skipped.append((f.source, "empty file"))
         elif f.size > self.settings.max_file_mb * 1024 * 1024 and f.path.suffix.lower() not in STREAMED:
@@ -335,7 +344,7 @@ class IngestJob:
 
     def _parts(self, doc: _Doc) -> Iterator[_Part | _Failed]:
         path = doc.found.path
-        loader = loader_for(path)
+        loader = loader_for(path, self.ocr)
         assert loader is not None
         try:
             sections: Iterator[Section] = loader(path)
@@ -391,12 +400,16 @@ class _Writer:
         self.pending_chunks: list[Chunk] = []
         self.started: dict[str, str] = {}  # doc_id -> when its first part was written, its ingested_at
         self.pages: dict[str, set[int]] = {}
+        self.ocr_pages: dict[str, set[int]] = {}  # page numbers read by OCR (0: an image file's one page)
 
     def take(self, item: _Part | _Failed) -> None:
         self.pending.append(item)
         if isinstance(item, _Part):
             self.pending_chunks.extend(item.chunks)
             self.pages.setdefault(item.doc.doc_id, set()).update(c.page for c in item.chunks if c.page)
+            self.ocr_pages.setdefault(item.doc.doc_id, set()).update(
+                c.page or 0 for c in item.chunks if c.ocr
+            )
 
     def flush_if_full(self) -> int:
         if len(self.pending_chunks) >= self.job.settings.embed_batch_size * EMBED_GROUP_BATCHES:
@@ -452,6 +465,7 @@ class _Writer:
                 page=chunk.page,
                 char_start=chunk.char_start,
                 char_end=chunk.char_end,
+                ocr=chunk.ocr,
             )
             points.append(
                 PointData(
@@ -482,6 +496,7 @@ class _Writer:
             mtime_ns=doc.found.mtime_ns,
             chunks=total,
             pages=len(pages) or None,
+            ocr_pages=len(self.ocr_pages.pop(doc.doc_id, set())),
             title=next((c.title for c in part.chunks if c.title), None),
         )
         self.store.upsert([PointData(id=doc.doc_id, payload=record.to_payload())])

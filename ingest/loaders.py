@@ -28,6 +28,7 @@ class Section:
     text: str
     title: str | None = None
     page: int | None = None
+    ocr: bool = False  # read from a picture of the page, not from a text layer
 
 
 # --------------------------------------------------------------------------- plain text, Markdown, reST
@@ -448,20 +449,42 @@ def pipe_row(cells: list[str]) -> str:
 
 
 def load_pdf(path: Path) -> Iterator[Section]:
-    """Text per page, with the physical 1-based page number."""
+    """Text per page, with the physical 1-based page number (the text layer only: ingest.ocr reads the rest)."""
+    title, pages = read_pdf(path)
+    for page in pages:
+        if page.text:
+            yield Section(page.text, title, page.number)
+
+
+@dataclass(frozen=True)
+class PdfPage:
+    number: int  # physical, from 1
+    text: str  # the text layer, tidied
+    has_images: bool  # draws an image: a scan, when it has (almost) no text
+
+
+def read_pdf(path: Path) -> tuple[str | None, list[PdfPage]]:
+    """The PDF's title and its pages."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(str(path), strict=False)
-        pages = [(number, page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)]
+        pages = [
+            PdfPage(number, _tidy(page.extract_text() or ""), _draws_images(page))
+            for number, page in enumerate(reader.pages, start=1)
+        ]
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise LoadError(f"corrupt or unreadable PDF: {exc}") from exc
-    title = _pdf_title(reader)
-    for number, text in pages:
-        text = _tidy(text)
-        if text:
-            yield Section(text, title, number)
+    return _pdf_title(reader), pages
+
+
+def _draws_images(page: Any) -> bool:
+    resources = page.get("/Resources")
+    objects = resources.get_object().get("/XObject") if resources is not None else None
+    return objects is not None and any(
+        objects.get_object()[name].get_object().get("/Subtype") == "/Image" for name in objects.get_object()
+    )
 
 
 def _pdf_title(reader: object) -> str | None:

@@ -63,6 +63,7 @@ class Source:
     # "model": the LLM wrote [n]; "quoted": the evidence answer quotes it; "similarity": attributed after the fact;
     # "unsupported": the LLM cited it, but no sentence citing it is supported by it
     cited_by: str = "model"
+    ocr: bool = False  # the passage was read by OCR from a scan or an image: its words may be misread
 
     @classmethod
     def from_passage(cls, passage: Passage) -> Source:
@@ -75,7 +76,12 @@ class Source:
             score=round(passage.hit.relevance, 4),
             text=chunk.text,
             doc_id=chunk.doc_id,
+            ocr=chunk.ocr,
         )
+
+    def location(self) -> str:
+        """ ", page 2 (OCR)": where in the document, after its name."""
+        return (f", page {self.page}" if self.page else "") + (" (OCR)" if self.ocr else "")
 
     @property
     def snippet(self) -> str:

@@ -130,6 +130,28 @@ class Settings(BaseSettings):
         INGEST, "tokens shared by neighbouring chunks; less than the chunk size", 30, ge=0
     )
     tokenizer_encoding: str = _knob(INGEST, "the tiktoken encoding chunk sizes are counted in", "cl100k_base")
+    # Tesseract over rapidocr: character error rate 0.001 against 0.226 on pages rendered from known text, 1.6 against
+    # 1.1 s a page (benchmarks/ocr_bench.py, docs/benchmarks.md "OCR")
+    ocr: bool = _knob(
+        INGEST,
+        "read scanned PDF pages (an image and under `RAG_OCR_MIN_CHARS` characters of text) and image files with "
+        "Tesseract; `false`: skip them",
+        True,
+    )
+    ocr_language: str = _knob(
+        INGEST,
+        "Tesseract's language(s), e.g. `eng+deu` (each needs its Debian package, tesseract-ocr-deu)",
+        "eng",
+    )
+    ocr_page_seconds: float = _knob(
+        INGEST, "OCR of one page or image is stopped after this long, and the file is reported", 60.0, gt=0
+    )
+    ocr_min_chars: int = _knob(
+        INGEST,
+        "a PDF page with fewer characters in its text layer, and an image on it, is read by OCR",
+        20,
+        ge=0,
+    )
     max_file_mb: float = _knob(
         INGEST, "larger files are refused (non-text formats are parsed whole)", 64.0, gt=0
     )

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# OCR for scanned PDFs and images; without it they are reported as needing Tesseract, and the rest is read.
+scripts/system_deps.sh app || echo "note: could not install tesseract-ocr (apt-get); scanned pages and images will not be read"
 export HF_HUB_OFFLINE=1
 export RAG_DATA_DIR="${RAG_DATA_DIR:-$PWD/.rag}"
 export RAG_COLLECTION="${RAG_COLLECTION:-debian-faq}"

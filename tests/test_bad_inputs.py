@@ -40,7 +40,9 @@ def _bad_folder(root: Path) -> Path:
     (root / "shift-jis.txt").write_bytes(("ラクダは砂漠に住んでいます。" * 20).encode("shift_jis"))
     (root / "big.html").write_text("<p>Too big to parse whole.</p>" * 40_000)  # 1.2 MB with RAG_MAX_FILE_MB=1
     (root / "long.txt").write_text("Text is streamed, so no size limit applies.\n" * 300)
-    (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)  # a PNG's signature, then nothing
+    (root / "empty.png").write_bytes(b"")
+    (root / "torn.jpg").write_bytes(_jpeg()[:300])  # a picture cut off in the middle
     (root / "archive.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
     (root / "no-suffix").write_text("plain words")
     (root / "line\nbreak.md").write_text("# Odd name\n\nA file name with a newline.\n")
@@ -48,6 +50,16 @@ def _bad_folder(root: Path) -> Path:
     with zipfile.ZipFile(root / "disguised.pdf.docx", "w") as z:
         z.writestr("hello.txt", "a zip, but not a Word file")
     return root
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 300), (200, 120, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def test_bad_input_folder_summary_line_by_line(tmp_path: Path) -> None:
@@ -81,10 +93,10 @@ def test_bad_input_folder_summary_line_by_line(tmp_path: Path) -> None:
 
 
 EXPECTED = [
-    "added 8, updated 0, unchanged 0, deleted 0, skipped 7, failed 8",
+    "added 8, updated 0, unchanged 0, deleted 0, skipped 7, failed 10",
     "  skipped 1 file: unsupported file type (none)",
-    "  skipped 1 file: unsupported file type .png",
     "  skipped 1 file: unsupported file type .zip",
+    "  skipped empty.png: empty file",
     "  skipped empty.txt: empty file",
     "  skipped blank.md: no extractable text",
     "  skipped comments-only.html: no extractable text",
@@ -95,7 +107,9 @@ EXPECTED = [
     "  FAILED  corrupt.pdf: corrupt or unreadable PDF: startxref not found",
     "  FAILED  disguised.pdf.docx: corrupt or unreadable DOCX: not a Word (zip) package",
     "  FAILED  nul-bytes.txt: binary content (NUL bytes), not text",
+    "  FAILED  picture.png: corrupt or unreadable image: not a picture format Pillow knows",
     "  FAILED  random-bytes.md: binary content (23% control or undecodable characters), not text",
+    "  FAILED  torn.jpg: corrupt or unreadable image: the file ends before the picture does (truncated)",
     "  FAILED  truncated.docx: corrupt or unreadable DOCX: not a Word (zip) package",
 ]
 

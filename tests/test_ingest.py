@@ -129,7 +129,8 @@ def test_bad_inputs_fail_alone_and_lose_nothing(
     assert "binary" in failed["binary.txt"]
     assert "symlink loop" in failed["loop_a.txt"] and "symlink loop" in failed["loop_b.txt"]
     assert "symlink loop" in failed["sub/back"]
-    assert dict(summary.skipped) == {"empty.md": "empty file", "image.png": "unsupported file type .png"}
+    assert "corrupt or unreadable image" in failed["image.png"]
+    assert dict(summary.skipped) == {"empty.md": "empty file"}
     assert summary.added == 1  # latin.txt
     assert all("\n" not in reason for reason in failed.values())
     after = snapshot(settings)

@@ -95,7 +95,7 @@ def test_zip_members_that_leave_their_folder_are_listed_as_rejected(tmp_path: Pa
         "/etc/abs.md": b"# Abs\n",
         "..\\..\\win_evil.md": b"# Evil\n",
         "C:\\evil.md": b"# Evil\n",
-        "logo.png": b"png",
+        "tool.exe": b"MZ",
     }
     result = service.save_uploads("test", [str(_zip(tmp_path / "mixed.zip", members))])
     assert result.saved == ["mixed/fine.md"]
@@ -105,7 +105,7 @@ def test_zip_members_that_leave_their_folder_are_listed_as_rejected(tmp_path: Pa
         ("mixed.zip: /etc/abs.md", leaving),
         ("mixed.zip: ..\\..\\win_evil.md", leaving),
         ("mixed.zip: C:\\evil.md", leaving),
-        ("mixed.zip", "1 file(s) of unsupported types not saved (.png ×1)"),
+        ("mixed.zip", "1 file(s) of unsupported types not saved (.exe ×1)"),
     ]
     assert sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()) == [
         "uploads/test/mixed/fine.md"

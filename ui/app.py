@@ -66,7 +66,7 @@ def render_sources(answer: Answer) -> str:
 
 
 def _source_item(s: Source, cited_by: str | None) -> str:
-    page = f", page {s.page}" if s.page else ""
+    page = html.escape(s.location())
     title = f" — {html.escape(s.title)}" if s.title else ""
     mark = {
         "model": " ✓ cited",
@@ -260,6 +260,7 @@ class ChatApp:
                 d.file_type,
                 d.chunks,
                 d.pages or "",
+                d.ocr_pages or "",
                 "incomplete: interrupted, ingest again" if d.incomplete else d.ingested_at,
             ]
             for d in docs
@@ -369,7 +370,7 @@ class ChatApp:
             uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
             ingest = gr.Button("Ingest uploads", variant="primary")
             table = gr.Dataframe(
-                headers=["source", "type", "chunks", "pages", "ingested"],
+                headers=["source", "type", "chunks", "pages", "read by OCR", "ingested"],
                 interactive=False,
                 wrap=True,
                 elem_id="documents-table",

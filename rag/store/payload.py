@@ -9,7 +9,18 @@ from typing import Any
 from rag.store.schema import KIND_CHUNK, KIND_DOC
 
 # What a document listing shows (`rag docs --json`, the API, the UI's table), besides `incomplete`.
-LISTED_FIELDS = ("doc_id", "source", "root", "file_type", "chunks", "pages", "ingested_at", "title", "size")
+LISTED_FIELDS = (
+    "doc_id",
+    "source",
+    "root",
+    "file_type",
+    "chunks",
+    "pages",
+    "ocr_pages",
+    "ingested_at",
+    "title",
+    "size",
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class ChunkPayload:
     page: int | None = None  # 1-based physical page, for paged formats
     char_start: int = 0
     char_end: int = 0
+    ocr: bool = False  # read by OCR from a scanned page or an image
     kind: str = KIND_CHUNK
 
     def passage(self) -> str:
@@ -62,6 +74,7 @@ class DocumentRecord:
     mtime_ns: int = -1
     chunks: int = 0
     pages: int | None = None
+    ocr_pages: int = 0  # pages (or images) whose text came from OCR
     title: str | None = None
     incomplete: bool = False
     kind: str = KIND_DOC
@@ -105,7 +118,7 @@ _REQUIRED = (
     "chunk_index",
     "text",
 )
-_OPTIONAL = ("title", "page", "char_start", "char_end", "kind")
+_OPTIONAL = ("title", "page", "char_start", "char_end", "ocr", "kind")
 
 
 def _optional(payload: dict[str, Any]) -> dict[str, Any]:

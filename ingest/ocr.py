@@ -1,0 +1,99 @@
+"""Text from pictures of text: scanned PDF pages and image files, read by Tesseract (Debian's `tesseract-ocr`,
+through pytesseract).
+
+Chosen over rapidocr-onnxruntime (PP-OCRv4, in its wheel) by `benchmarks/ocr_bench.py` on pages rendered from
+known English text (docs/benchmarks.md, "OCR"): rapidocr's models are Chinese-first and ran words together
+("Invoicenumber4711"). PDF pages are rendered by pypdfium2, which is not thread-safe even across documents, so
+one lock guards every call into it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.loaders import LoadError, Section, read_pdf
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+INSTALL = "install Tesseract (apt-get install tesseract-ocr tesseract-ocr-eng) or set RAG_OCR=false"
+_PDFIUM = threading.Lock()
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    enabled: bool = True
+    page_seconds: float = 30.0  # Tesseract is stopped on a page that takes longer
+    min_chars: int = 20  # a PDF page whose text layer has fewer characters is read by OCR
+    language: str = "eng"
+    dpi: int = 200  # a PDF page is rendered at this resolution for OCR
+
+
+def tesseract(image: Any, seconds: float, language: str = "eng") -> str:
+    """The image's text; a clear LoadError when Tesseract is missing or runs over its time."""
+    import pytesseract
+
+    try:
+        return str(pytesseract.image_to_string(image, lang=language, timeout=seconds))
+    except pytesseract.TesseractNotFoundError:
+        raise LoadError(f"this needs OCR and Tesseract is not installed: {INSTALL}") from None
+    except RuntimeError as exc:  # pytesseract's timeout: the process was killed
+        if "timeout" in str(exc).lower():
+            raise LoadError(f"OCR took over {seconds:g} s on a page (RAG_OCR_PAGE_SECONDS)") from None
+        raise
+    except pytesseract.TesseractError as exc:
+        raise LoadError(f"OCR failed: {exc.message.strip()[:200]}") from None
+
+
+def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
+    """Each frame of an image file (a multi-page TIFF has several) read by OCR; page numbers from 1 when there
+    are several frames."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    if not options.enabled:
+        raise LoadError("an image needs OCR, which is off (RAG_OCR=false)")
+    try:
+        with Image.open(path) as image:
+            frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
+    except (
+        UnidentifiedImageError
+    ):  # its message names the file by its full path: the summary names it already
+        raise LoadError("corrupt or unreadable image: not a picture format Pillow knows") from None
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = "the file ends before the picture does (truncated)"
+        raise LoadError(f"corrupt or unreadable image: {reason}") from None
+    for number, frame in enumerate(frames, 1):
+        text = tesseract(frame, options.page_seconds, options.language).strip()
+        if text:
+            yield Section(text, None, number if len(frames) > 1 else None, ocr=True)
+
+
+def pdf_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
+    """Text per page, with the physical 1-based page number: the text layer, or for a page that draws an image and
+    has fewer than `min_chars` characters of text (a scan), what OCR reads on it."""
+    title, pages = read_pdf(path)
+    for page in pages:
+        text, ocr = page.text, False
+        if options.enabled and page.has_images and len(page.text) < options.min_chars:
+            text, ocr = pdf_page_text(path, page.number - 1, options) or page.text, True
+        if text:
+            yield Section(text, title, page.number, ocr=ocr and text != page.text)
+
+
+def pdf_page_text(path: Path, index: int, options: OcrOptions) -> str:
+    """Page `index` (0-based) of the PDF rendered and read by OCR."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM:
+        document = pdfium.PdfDocument(str(path))
+        try:
+            page = document[index]
+            image = page.render(scale=options.dpi / 72).to_pil()
+            page.close()
+        finally:
+            document.close()
+    return tesseract(image, options.page_seconds, options.language).strip()

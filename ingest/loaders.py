@@ -418,8 +418,8 @@ def _tidy(text: str) -> str:
 
 
 def table_rows(table: Any) -> list[str]:
-    """A data table as Markdown pipe rows (with the header's rule under a first row of <th> cells). None for what
-    is laid out as a table rather than holding data: a table inside, rows of different widths (a merged title
+    """A data table as Markdown pipe rows (with the header's rule under a first row of <th> cells). No rows (the
+    caller then reads it as text) for what is laid out as a table rather than holding data: a table inside, rows of different widths (a merged title
     cell), fewer than two rows with text, or mostly empty cells (navigation arrows)."""
     if any(True for _ in table.iterdescendants("table")):
         return []

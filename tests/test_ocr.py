@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from rag.answer import open_chat
+from rag.collection import Collection
+from rag.config import Settings
+from rag.embedder import Embedder
 from tests.conftest import RAG_BIN, cli_env
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
@@ -57,28 +60,28 @@ def _rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RAG_BIN, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def _ask(env: dict[str, str], question: str) -> dict[str, Any]:
-    asked = _rag(env, "ask", "--json", question)
-    assert asked.returncode == 0, asked.stderr[-2000:]
-    return dict(json.loads(asked.stdout))
-
-
-def test_scanned_pages_and_images_are_read_and_cited_with_their_page(tmp_path: Path) -> None:
+def test_scanned_pages_and_images_are_read_and_cited_with_their_page(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Ingested by the CLI as a user would; asked in-process (the same pipeline as `rag ask`, without a process start
+    per question) and once by the CLI, whose sources say where and how each passage was read."""
     env = cli_env(tmp_path / "data")
     ingested = _rag(env, "ingest", str(_folder(tmp_path / "docs")))
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr[-2000:]
     assert "added 3" in ingested.stdout and "failed 0" in ingested.stdout
 
-    filters = _ask(env, "How often must the pump filter be replaced?")
-    top = filters["sources"][0]
-    assert (top["source"], top["page"], top["ocr"]) == ("manual.pdf", 2, True), filters["sources"]
-    assert "300 hours" in filters["answer"]
-    installation = _ask(env, "Which chapter covers installation of the Orca pump?")
-    assert (installation["sources"][0]["page"], installation["sources"][0]["ocr"]) == (1, False)
-    heron = _ask(env, "Where does the heron nest?")
-    assert heron["sources"][0]["source"] == "heron.png" and "tall reeds" in heron["answer"]
-    otter = _ask(env, "Why do otters hold hands?")
-    assert otter["sources"][0]["source"] == "otter.jpg" and "drift apart" in otter["answer"]  # askew
+    with Collection(Settings(data_dir=tmp_path / "data")) as collection:
+        chat = open_chat(collection, with_llm=False)
+        filters = chat.ask("How often must the pump filter be replaced?")
+        top = filters.sources[0]
+        assert (top.source, top.page, top.ocr) == ("manual.pdf", 2, True), filters.sources
+        assert "300 hours" in filters.answer
+        installation = chat.ask("Which chapter covers installation of the Orca pump?").sources[0]
+        assert (installation.source, installation.page, installation.ocr) == ("manual.pdf", 1, False)
+        heron = chat.ask("Where does the heron nest?")
+        assert heron.sources[0].source == "heron.png" and "tall reeds" in heron.answer
+        otter = chat.ask("Why do otters hold hands?")
+        assert otter.sources[0].source == "otter.jpg" and "drift apart" in otter.answer  # scanned askew
 
     listed = {d["source"]: d for d in json.loads(_rag(env, "docs", "--json").stdout)}
     assert (listed["manual.pdf"]["pages"], listed["manual.pdf"]["ocr_pages"]) == (3, 2)

@@ -480,11 +480,16 @@ def read_pdf(path: Path) -> tuple[str | None, list[PdfPage]]:
 
 
 def _draws_images(page: Any) -> bool:
-    resources = page.get("/Resources")
-    objects = resources.get_object().get("/XObject") if resources is not None else None
-    return objects is not None and any(
-        objects.get_object()[name].get_object().get("/Subtype") == "/Image" for name in objects.get_object()
-    )
+    """Whether the page's resources hold an image (form XObjects are not looked into)."""
+    try:
+        resources = page.get("/Resources")
+        objects = resources.get_object().get("/XObject") if resources is not None else None
+        return objects is not None and any(
+            objects.get_object()[name].get_object().get("/Subtype") == "/Image"
+            for name in objects.get_object()
+        )
+    except Exception:  # a broken resource dictionary never costs the page's text: it is just not OCR'd
+        return False
 
 
 def _pdf_title(reader: object) -> str | None:

@@ -25,7 +25,7 @@ _PDFIUM = threading.Lock()
 @dataclass(frozen=True)
 class OcrOptions:
     enabled: bool = True
-    page_seconds: float = 30.0  # Tesseract is stopped on a page that takes longer
+    page_seconds: float = 60.0  # Tesseract is stopped on a page that takes longer
     min_chars: int = 20  # a PDF page whose text layer has fewer characters is read by OCR
     language: str = "eng"
     dpi: int = 200  # a PDF page is rendered at this resolution for OCR
@@ -57,9 +57,8 @@ def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
     try:
         with Image.open(path) as image:
             frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
-    except (
-        UnidentifiedImageError
-    ):  # its message names the file by its full path: the summary names it already
+    # UnidentifiedImageError's message names the file by its full path, which the summary line names already
+    except UnidentifiedImageError:
         raise LoadError("corrupt or unreadable image: not a picture format Pillow knows") from None
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

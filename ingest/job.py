@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -334,7 +334,7 @@ class IngestJob:
     ) -> None:
         try:
             for doc in work:
-                for item in self._parts(doc):
+                for item in self._parts(doc, progress):
                     if isinstance(item, _Part):
                         progress.chunks_found(len(item.chunks))
                     if not _put(items, item, stop):
@@ -342,9 +342,12 @@ class IngestJob:
         finally:
             _put(items, None, stop)
 
-    def _parts(self, doc: _Doc) -> Iterator[_Part | _Failed]:
+    def _parts(self, doc: _Doc, progress: IngestProgress) -> Iterator[_Part | _Failed]:
         path = doc.found.path
-        loader = loader_for(path, self.ocr)
+        source = printable(doc.found.source)
+        loader = loader_for(
+            path, replace(self.ocr, on_page=lambda page, pages: progress.ocr_page(source, page, pages))
+        )
         assert loader is not None
         try:
             sections: Iterator[Section] = loader(path)

@@ -10,7 +10,7 @@ one lock guards every call into it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,12 @@ class OcrOptions:
     min_chars: int = 20  # a PDF page whose text layer has fewer characters is read by OCR
     language: str = "eng"
     dpi: int = 200  # a PDF page is rendered at this resolution for OCR
+    # called before each page OCR reads, with its place and the count of such pages in the file: OCR is slow
+    on_page: Callable[[int, int], None] | None = None
+
+    def reading(self, done: int, total: int) -> None:
+        if self.on_page is not None:
+            self.on_page(done, total)
 
 
 def tesseract(image: Any, seconds: float, language: str = "eng") -> str:
@@ -66,6 +72,7 @@ def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
             reason = "the file ends before the picture does (truncated)"
         raise LoadError(f"corrupt or unreadable image: {reason}") from None
     for number, frame in enumerate(frames, 1):
+        options.reading(number, len(frames))
         text = tesseract(frame, options.page_seconds, options.language).strip()
         if text:
             yield Section(text, None, number if len(frames) > 1 else None, ocr=True)
@@ -75,9 +82,11 @@ def pdf_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
     """Text per page, with the physical 1-based page number: the text layer, or for a page that draws an image and
     has fewer than `min_chars` characters of text (a scan), what OCR reads on it."""
     title, pages = read_pdf(path)
+    scans = [p.number for p in pages if options.enabled and p.has_images and len(p.text) < options.min_chars]
     for page in pages:
         text, ocr = page.text, False
-        if options.enabled and page.has_images and len(page.text) < options.min_chars:
+        if page.number in scans:
+            options.reading(scans.index(page.number) + 1, len(scans))
             text, ocr = pdf_page_text(path, page.number - 1, options) or page.text, True
         if text:
             yield Section(text, title, page.number, ocr=ocr and text != page.text)

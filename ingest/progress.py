@@ -33,6 +33,15 @@ class IngestProgress:
         if self.show:
             print(message, file=sys.stderr, flush=True)
 
+    def ocr_page(self, source: str, page: int, pages: int) -> None:
+        """A page of `source` is being read by OCR (seconds a page): the bar says which; a log, when a file starts."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(
+                f"files {self.files_done}/{self.files_total}, OCR {source} page {page}/{pages}"
+            )
+        elif page == 1:
+            self.note(f"reading {source} by OCR ({pages} page{'s' if pages > 1 else ''})")
+
     def start(self, files: int) -> None:
         self.files_total = files
         if self.bar:

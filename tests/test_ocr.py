@@ -69,6 +69,11 @@ def test_scanned_pages_and_images_are_read_and_cited_with_their_page(
     ingested = _rag(env, "ingest", str(_folder(tmp_path / "docs")))
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr[-2000:]
     assert "added 3" in ingested.stdout and "failed 0" in ingested.stdout
+    # signs of life: OCR takes seconds a page, so a log says when a file's pages start being read
+    assert (
+        "reading manual.pdf by OCR (2 pages)" in ingested.stderr
+        and "reading heron.png by OCR (1 page)" in (ingested.stderr)
+    )
 
     with Collection(Settings(data_dir=tmp_path / "data")) as collection:
         chat = open_chat(collection, with_llm=False)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from ingest.loaders import Section
 from rag.store.payload import passage_text
+from rag.tables import column_bars, header_length
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE = re.compile(r"\n")
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+(?=\S)")
 _WORD = re.compile(r"\s+")
-_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")  # Markdown's line under the header
 _MIN_TABLE_ROWS = 3
 
 TokenCounter = Callable[[list[str]], list[int]]
@@ -197,11 +197,10 @@ def _table_header(text: str, start: int, end: int) -> Span | None:
     lines = _split_spans(text, start, end, _LINE)
     if len(lines) < _MIN_TABLE_ROWS:
         return None
-    bars = [text[s:e].count("|") for s, e in lines]
+    bars = [column_bars(text[s:e]) for s, e in lines]
     if not bars[0] or any(count != bars[0] for count in bars):
         return None
-    rule = lines[1]
-    return (lines[0][0], rule[1] if _TABLE_RULE.match(text[rule[0] : rule[1]]) else lines[0][1])
+    return (lines[0][0], lines[header_length([text[s:e] for s, e in lines[:3]]) - 1][1])
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:

@@ -15,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from rag.tables import pipe_row
+
 SECTION_CHARS = 64_000  # a long section is cut here; the chunker never sees more at once
 SNIFF_BYTES = 64 * 1024
 
@@ -178,7 +180,6 @@ _BLOCK_TAGS = {
 _HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _MARK = "\x00"
 _PARAGRAPH_BREAK = "\x01"  # a blank line that `_tidy` keeps (it drops the others)
-_UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
 
 
 def load_html(path: Path) -> Iterator[Section]:
@@ -419,8 +420,9 @@ def _tidy(text: str) -> str:
 
 def table_rows(table: Any) -> list[str]:
     """A data table as Markdown pipe rows (with the header's rule under a first row of <th> cells). No rows (the
-    caller then reads it as text) for what is laid out as a table rather than holding data: a table inside, rows of different widths (a merged title
-    cell), fewer than two rows with text, or mostly empty cells (navigation arrows)."""
+    caller then reads it as text) for what is laid out as a table rather than holding data: a table inside, rows
+    of different widths (a merged title cell), fewer than two rows with text, or mostly empty cells (navigation
+    arrows)."""
     if any(True for _ in table.iterdescendants("table")):
         return []
     rows: list[list[Any]] = []
@@ -438,11 +440,6 @@ def table_rows(table: Any) -> list[str]:
     if all(cell.tag == "th" for cell in rows[kept[0]]):
         lines.insert(1, pipe_row(["---"] * len(texts[kept[0]])))
     return lines
-
-
-def pipe_row(cells: list[str]) -> str:
-    """One Markdown table row; a bar inside a cell is escaped, so the row's own bars count its columns."""
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 # --------------------------------------------------------------------------- PDF, DOCX

@@ -3,8 +3,8 @@
 It needs no generator, so it is right whenever retrieval is: every sentence is quoted from the passage it cites.
 Units are sentences, except that a code block stays whole and a table's row is quoted under its header row; each
 is scored against the question by the bi-encoder, with a bonus for the passage's rank, and a row that holds a cell
-the question names (the ticket, the product code) is preferred: the bi-encoder hardly tells "T-1050" from "T-1197". The bi-encoder scores sentences even when a cross-encoder ranked
-the passages: on the Python FAQ with the trained reranker, token F1 0.427 with the cross-encoder scoring sentences,
+the question names (the ticket, the product code) is preferred: the bi-encoder hardly tells "T-1050" from "T-1197".
+The bi-encoder scores sentences even when a cross-encoder ranked the passages: on the Python FAQ with the trained reranker, token F1 0.427 with the cross-encoder scoring sentences,
 0.514 with the bi-encoder (it was trained on whole passages, and scored most sentences of the top five 0.99).
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag import tables
 from rag.text import CITATION, WORD, split_sentences
 
 MAX_UNITS = 3  # sentences (or code blocks) quoted at most
@@ -33,8 +34,6 @@ Scorer = Callable[[str, Sequence[str]], np.ndarray]  # question, units -> one sc
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _CODE_LINE = re.compile(r"^(?: {4}|\t|>>> |\.\.\. |\$ )")
 _TABLE_LINE = re.compile(r"^\|.*\|$")
-_TABLE_RULE = re.compile(r"^\|(?:\s*:?-{3,}:?\s*\|)+$")
-_CELL_BAR = re.compile(r"(?<!\\)\|")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class Unit:
         return f"{self.header}\n{self.text}" if self.header else self.text
 
     def cells(self) -> list[str]:
-        return [cell.strip() for cell in _CELL_BAR.split(self.text.strip("|"))] if self.header else []
+        return tables.cells(self.text) if self.header else []
 
 
 def units_of(text: str, n: int, rank: int) -> list[Unit]:
@@ -79,7 +78,7 @@ def _table_runs(prose: str) -> list[tuple[str, bool]]:
         runs[-1][0].append(line.strip() if row else line)
     out = []
     for lines, row in runs:
-        table = row and len(lines) >= 2 and len({len(_CELL_BAR.findall(line)) for line in lines}) == 1
+        table = row and len(lines) >= 2 and len({tables.column_bars(line) for line in lines}) == 1
         out.append(("\n".join(lines), table))
     return out
 
@@ -87,7 +86,7 @@ def _table_runs(prose: str) -> list[tuple[str, bool]]:
 def _header_and_rows(table: str) -> tuple[str, list[str]]:
     """The header row (with Markdown's rule under it, when there is one) and the data rows."""
     lines = table.splitlines()
-    cut = 2 if len(lines) > 2 and _TABLE_RULE.match(lines[1]) else 1
+    cut = tables.header_length(lines)
     return "\n".join(lines[:cut]), lines[cut:]
 
 

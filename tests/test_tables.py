@@ -12,6 +12,7 @@ import pytest
 
 from ingest.chunking import Chunker
 from ingest.formats import loader_for
+from rag.tables import pipe_row
 from rag.tokens import count_tokens
 from tests.conftest import RAG_BIN, cli_env
 from tests.formats_factory import write_xlsx
@@ -112,3 +113,12 @@ def test_a_question_about_row_50_of_a_200_row_table_is_answered_with_its_column_
     assert "| ticket | opened | due | closed |" in cited[0]["text"]
     assert f"| T-1050 | {opened} | {due} | {closed} |" in cited[0]["text"]
     assert "T-1050" in result["answer"] and due in result["answer"], result["answer"]
+
+
+def test_a_bar_inside_a_cell_does_not_stop_the_header_repeating() -> None:
+    """The loaders escape a cell's own bar (`a\\|b`); the chunker counts columns as the evidence answer does, by
+    the unescaped bars, so such a row still belongs to its table."""
+    rows = [pipe_row(HEADER), pipe_row(["---"] * 4)]
+    rows += [pipe_row([*row[:3], "x|y" if i == 5 else row[3]]) for i, row in enumerate(_rows())]
+    chunks = list(Chunker(count_tokens, 180, 30).chunk_text("\n".join(rows), None, None))
+    assert len(chunks) >= 10 and all(c.text.startswith("| ticket | opened | due | closed |") for c in chunks)

@@ -55,7 +55,8 @@ def tesseract(image: Any, seconds: float, language: str = "eng") -> str:
 
 def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
     """Each frame of an image file (a multi-page TIFF has several) read by OCR; page numbers from 1 when there
-    are several frames."""
+    are several frames. A frame with under `min_chars` characters is an icon or a photo, not text: a folder of
+    HTML pages holds their "Prev" and "Next" buttons (the Debian FAQ's did), which would otherwise be documents."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     if not options.enabled:
@@ -74,7 +75,7 @@ def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
     for number, frame in enumerate(frames, 1):
         options.reading(number, len(frames))
         text = tesseract(frame, options.page_seconds, options.language).strip()
-        if text:
+        if len(text) >= max(1, options.min_chars):
             yield Section(text, None, number if len(frames) > 1 else None, ocr=True)
 
 

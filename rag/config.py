@@ -148,7 +148,8 @@ class Settings(BaseSettings):
     )
     ocr_min_chars: int = _knob(
         INGEST,
-        "a PDF page with fewer characters in its text layer, and an image on it, is read by OCR",
+        "a PDF page with fewer characters in its text layer, and an image on it, is read by OCR; an image whose OCR "
+        "text is shorter is not a document (an icon: 'no extractable text')",
         20,
         ge=0,
     )

@@ -133,3 +133,14 @@ def test_without_tesseract_a_scan_is_one_line_that_says_what_to_install(tmp_path
         "heron.png: this needs OCR and Tesseract is not installed: install Tesseract (apt-get install "
         "tesseract-ocr tesseract-ocr-eng) or set RAG_OCR=false"
     ) in ingested.stdout + ingested.stderr
+
+
+def test_an_icon_is_not_a_document(tmp_path: Path) -> None:
+    """A page's 'Next' button beside HTML pages (the Debian FAQ ships four) is skipped, not a one-word chunk."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    icon = Image.new("L", (120, 40), 255)
+    ImageDraw.Draw(icon).text((10, 5), "Next", font=ImageFont.truetype(FONT, 24), fill=0)
+    icon.save(docs / "next.png")
+    ingested = _rag(cli_env(tmp_path / "data"), "ingest", str(docs))
+    assert "skipped next.png: no extractable text" in ingested.stdout + ingested.stderr

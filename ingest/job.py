@@ -166,6 +166,7 @@ class IngestJob:
         self.ocr = OcrOptions(
             self.settings.ocr,
             self.settings.ocr_page_seconds,
+            self.settings.ocr_file_seconds,
             self.settings.ocr_min_chars,
             self.settings.ocr_language,
         )

@@ -10,6 +10,7 @@ one lock guards every call into it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ _PDFIUM = threading.Lock()
 class OcrOptions:
     enabled: bool = True
     page_seconds: float = 60.0  # Tesseract is stopped on a page that takes longer
+    file_seconds: float = 1200.0  # a file whose OCR would take longer is stopped and reported
     min_chars: int = 20  # a PDF page whose text layer has fewer characters is read by OCR
     language: str = "eng"
     dpi: int = 200  # a PDF page is rendered at this resolution for OCR
@@ -35,6 +37,29 @@ class OcrOptions:
     def reading(self, done: int, total: int) -> None:
         if self.on_page is not None:
             self.on_page(done, total)
+
+
+ESTIMATE_AFTER_PAGES = (
+    3  # pages read before the file's OCR time is extrapolated (the first pays Tesseract's start)
+)
+
+
+class OcrBudget:
+    """A file's OCR time: stopped as soon as the pages read so far say the rest would not fit (a 300-page scan is
+    refused in seconds, not after the budget is spent), or when the budget runs out."""
+
+    def __init__(self, seconds: float, pages: int) -> None:
+        self.seconds, self.pages = seconds, pages
+        self.started = time.monotonic()
+
+    def check(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        expected = elapsed / done * self.pages if done >= ESTIMATE_AFTER_PAGES else elapsed
+        if expected > self.seconds or elapsed > self.seconds:
+            raise LoadError(
+                f"OCR of its {self.pages} scanned pages would take about {expected:.0f} s, over "
+                f"RAG_OCR_FILE_SECONDS={self.seconds:g} (stopped after {done}); raise it to read this file"
+            )
 
 
 def tesseract(image: Any, seconds: float, language: str = "eng") -> str:
@@ -72,9 +97,11 @@ def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
         if "truncated" in reason.lower():
             reason = "the file ends before the picture does (truncated)"
         raise LoadError(f"corrupt or unreadable image: {reason}") from None
+    budget = OcrBudget(options.file_seconds, len(frames))
     for number, frame in enumerate(frames, 1):
         options.reading(number, len(frames))
         text = tesseract(frame, options.page_seconds, options.language).strip()
+        budget.check(number)
         if len(text) >= max(1, options.min_chars):
             yield Section(text, None, number if len(frames) > 1 else None, ocr=True)
 
@@ -84,11 +111,14 @@ def pdf_sections(path: Path, options: OcrOptions) -> Iterator[Section]:
     has fewer than `min_chars` characters of text (a scan), what OCR reads on it."""
     title, pages = read_pdf(path)
     scans = [p.number for p in pages if options.enabled and p.has_images and len(p.text) < options.min_chars]
+    budget = OcrBudget(options.file_seconds, len(scans))
     for page in pages:
         text, ocr = page.text, False
         if page.number in scans:
-            options.reading(scans.index(page.number) + 1, len(scans))
+            done = scans.index(page.number) + 1
+            options.reading(done, len(scans))
             text, ocr = pdf_page_text(path, page.number - 1, options) or page.text, True
+            budget.check(done)
         if text:
             yield Section(text, title, page.number, ocr=ocr and text != page.text)
 

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     ocr_page_seconds: float = _knob(
         INGEST, "OCR of one page or image is stopped after this long, and the file is reported", 60.0, gt=0
     )
+    ocr_file_seconds: float = _knob(
+        INGEST,
+        "a file whose OCR would take longer (extrapolated from its first pages) is stopped and reported; a "
+        "300-page scan takes about 8 minutes here",
+        1200.0,
+        gt=0,
+    )
     ocr_min_chars: int = _knob(
         INGEST,
         "a PDF page with fewer characters in its text layer, and an image on it, is read by OCR; an image whose OCR "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import time
 import zipfile
@@ -43,6 +44,7 @@ def _bad_folder(root: Path) -> Path:
     (root / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)  # a PNG's signature, then nothing
     (root / "empty.png").write_bytes(b"")
     (root / "torn.jpg").write_bytes(_jpeg()[:300])  # a picture cut off in the middle
+    _image_only_pdf(root / "scan-300.pages.pdf", 300)
     (root / "archive.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
     (root / "no-suffix").write_text("plain words")
     (root / "line\nbreak.md").write_text("# Odd name\n\nA file name with a newline.\n")
@@ -50,6 +52,25 @@ def _bad_folder(root: Path) -> Path:
     with zipfile.ZipFile(root / "disguised.pdf.docx", "w") as z:
         z.writestr("hello.txt", "a zip, but not a Word file")
     return root
+
+
+def _image_only_pdf(path: Path, pages: int) -> None:
+    """A scan with no text layer: each page one picture (a grey square), so every page goes to OCR."""
+    import io
+
+    from PIL import Image
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 60), (128, 128, 128)).save(buffer, "PNG")
+    square = ImageReader(io.BytesIO(buffer.getvalue()))
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    for _ in range(pages):
+        pdf.drawImage(square, 100, 100, width=60, height=60)
+        pdf.showPage()
+    pdf.save()
 
 
 def _jpeg() -> bytes:
@@ -64,13 +85,20 @@ def _jpeg() -> bytes:
 
 def test_bad_input_folder_summary_line_by_line(tmp_path: Path) -> None:
     root = _bad_folder(tmp_path / "bad")
-    env = cli_env(tmp_path / "data") | {"RAG_MAX_FILE_MB": "1"}
+    env = cli_env(tmp_path / "data") | {"RAG_MAX_FILE_MB": "1", "RAG_OCR_FILE_SECONDS": "5"}
+    started = time.monotonic()
     result = subprocess.run(
         [RAG_BIN, "ingest", str(root), "--no-progress"], env=env, capture_output=True, text=True, timeout=300
     )
-    lines = [line for line in result.stdout.splitlines() if not line.startswith("chunks written")]
+    took = time.monotonic() - started
+    lines = [
+        _estimate.sub("N", line)
+        for line in result.stdout.splitlines()
+        if not line.startswith("chunks written")
+    ]
     assert lines == EXPECTED, "\n".join(lines)
     assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert took < 120, f"the 300-page scan was not stopped early: the run took {took:.0f} s"
     docs = subprocess.run([RAG_BIN, "docs", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert sorted(d["source"] for d in json.loads(docs.stdout)) == [
         "deep.html",
@@ -92,8 +120,10 @@ def test_bad_input_folder_summary_line_by_line(tmp_path: Path) -> None:
     assert "IGNORE ALL RULES" not in chunks.stdout
 
 
+_estimate = re.compile(r"(?<=about )\d+|(?<=stopped after )\d+")
+
 EXPECTED = [
-    "added 8, updated 0, unchanged 0, deleted 0, skipped 7, failed 10",
+    "added 8, updated 0, unchanged 0, deleted 0, skipped 7, failed 11",
     "  skipped 1 file: unsupported file type (none)",
     "  skipped 1 file: unsupported file type .zip",
     "  skipped empty.png: empty file",
@@ -109,6 +139,8 @@ EXPECTED = [
     "  FAILED  nul-bytes.txt: binary content (NUL bytes), not text",
     "  FAILED  picture.png: corrupt or unreadable image: not a picture format Pillow knows",
     "  FAILED  random-bytes.md: binary content (23% control or undecodable characters), not text",
+    "  FAILED  scan-300.pages.pdf: OCR of its 300 scanned pages would take about N s, over "
+    "RAG_OCR_FILE_SECONDS=5 (stopped after N); raise it to read this file",
     "  FAILED  torn.jpg: corrupt or unreadable image: the file ends before the picture does (truncated)",
     "  FAILED  truncated.docx: corrupt or unreadable DOCX: not a Word (zip) package",
 ]

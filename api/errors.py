@@ -14,6 +14,7 @@ from rag.errors import (
     CollectionExists,
     CollectionNotFound,
     DocumentNotFound,
+    JobNotFound,
     RagError,
     StoreLockedError,
 )
@@ -25,6 +26,7 @@ CLIENT_ERRORS: dict[type[RagError], tuple[int, str, str, str | None]] = {
     CollectionNotFound: (404, "invalid_request_error", "collection_not_found", None),
     CollectionExists: (409, "invalid_request_error", "collection_exists", None),
     DocumentNotFound: (404, "invalid_request_error", "document_not_found", None),
+    JobNotFound: (404, "invalid_request_error", "job_not_found", None),
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -113,18 +113,42 @@ def _document_routes(service: RagService) -> APIRouter:
     def documents(collection: str) -> dict[str, Any]:
         return {"object": "list", "data": [r.listing() for r in _service_call(service.documents, collection)]}
 
-    @router.post("/v1/collections/{collection}/documents", tags=["Documents"])
-    def upload(collection: str, files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
-        """Files or zips, saved and ingested as the UI's Documents tab does (same limits and rules)."""
+    @router.post("/v1/collections/{collection}/documents", tags=["Documents"], status_code=202)
+    def upload(
+        collection: str, files: Annotated[list[UploadFile], File()], response: Response, wait: bool = False
+    ) -> dict[str, Any]:
+        """Files or zips, saved as the UI's Documents tab does (same limits and rules), then ingested by a
+        background job: 202 with the job, whose status is at .../jobs/{id}. `?wait=true` answers when it ends
+        (200, with the summary as `ingest`)."""
         with tempfile.TemporaryDirectory() as incoming:
             paths = [_save(file, Path(incoming)) for file in files]
             saved = _service_call(service.save_uploads, collection, paths)
-            summary = _service_call(service.ingest_uploads, collection)
-        return {
+        job = _service_call(service.ingest_uploads, collection)
+        body: dict[str, Any] = {
             "saved": saved.saved,
             "rejected": [{"file": name, "reason": why} for name, why in saved.rejected],
-            "ingest": summary.as_dict(),
         }
+        if wait:
+            job.done.wait()
+            response.status_code = 200
+            body["ingest"] = job.summary.as_dict() if job.summary else None
+        return {**body, "job": job.status()}
+
+    @router.get("/v1/collections/{collection}/jobs", tags=["Documents"])
+    def jobs(collection: str) -> dict[str, Any]:
+        """The collection's ingestion jobs, newest first: waiting, running, and recently finished."""
+        return {"object": "list", "data": [job.status() for job in service.jobs.jobs(collection)]}
+
+    @router.get("/v1/collections/{collection}/jobs/{job_id}", tags=["Documents"])
+    def job_status(collection: str, job_id: str) -> dict[str, Any]:
+        """Files done of total, chunks, the file being read, errors; the summary once it ends."""
+        return dict(_service_call(service.jobs.get, job_id, collection).status())
+
+    @router.post("/v1/collections/{collection}/jobs/{job_id}/cancel", tags=["Documents"])
+    def cancel_job(collection: str, job_id: str) -> dict[str, Any]:
+        """A waiting job never starts; a running one stops at its next file: the files it finished stay, the
+        rest are left for the next ingestion."""
+        return dict(_service_call(service.jobs.cancel, job_id, collection).status())
 
     @router.delete("/v1/collections/{collection}/documents/{doc_id}", tags=["Documents"])
     def delete(collection: str, doc_id: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
 from rag.config import AnswerMode, Settings
+from rag.errors import RagError
 from rag.text import printable
 
 if TYPE_CHECKING:
@@ -32,6 +34,11 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         "--exclude", action="append", default=[], help="glob on relative paths to leave out; repeatable"
     )
     p.add_argument(
+        "--watch",
+        action="store_true",
+        help="then keep watching the folder: a file added, changed or deleted is ingested within seconds (Ctrl+C stops)",
+    )
+    p.add_argument(
         "--train-reranker",
         action="store_true",
         help="then train the collection's reranker (see train-reranker)",
@@ -45,11 +52,46 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.job import ingest_folder
 
     settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
+    if args.watch:
+        if args.train_reranker:
+            raise RagError("--watch runs until stopped: train the reranker with `rag train-reranker` instead")
+        return _watch(settings, args.folder, args.json, args.no_progress)
     summary = ingest_folder(settings, args.folder, progress=False if args.no_progress else None)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     if args.train_reranker:
         train_and_report(settings, TrainOptions(minutes=args.minutes))
     return 1 if summary.failed else 0
+
+
+def _watch(settings: Settings, folder: Path, as_json: bool, quiet: bool) -> int:
+    """Ingest the folder, then again after each change under it, printing each run's summary; Ctrl+C stops
+    (a run in progress stops at its next file; what it finished stays)."""
+    import threading
+    import time
+
+    from service import RagService
+    from service.jobs import Job, JobState
+
+    def report(job: Job) -> None:
+        if job.state is JobState.FAILED:
+            print(f"error: {job.error}", file=sys.stderr, flush=True)
+        elif job.summary is not None and (as_json or _changed(job.summary) or job.summary.failed):
+            when = time.strftime("%H:%M:%S")
+            text = json.dumps(job.summary.as_dict()) if as_json else f"[{when}]\n{job.summary.render()}"
+            print(text, flush=True)
+
+    service = RagService(settings, job_progress=False if quiet else None)
+    try:
+        service.watch([(settings.collection, folder)], on_job=report)
+        print(f"watching {folder.resolve()} (Ctrl+C stops)", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    finally:
+        service.close()
+    return 0
+
+
+def _changed(summary: Any) -> bool:
+    return bool(summary.added or summary.updated or summary.deleted or summary.moved)
 
 
 def _docs_args(p: argparse.ArgumentParser) -> None:
@@ -300,6 +342,14 @@ def _server_args(port: int) -> Callable[[argparse.ArgumentParser], None]:
             "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)"
         )
         p.add_argument("--port", type=whole(1, 65535), default=port)
+        p.add_argument(
+            "--watch",
+            action="append",
+            default=[],
+            metavar="FOLDER",
+            help="keep this folder in sync with the collection (COLLECTION=FOLDER for another); repeatable "
+            "(RAG_WATCH)",
+        )
 
     return add
 
@@ -308,7 +358,12 @@ def _ui_password(settings: Settings) -> str | None:
     return settings.ui_password.get_secret_value() if settings.ui_password else None
 
 
+def _with_watch(args: argparse.Namespace, settings: Settings) -> Settings:
+    return settings.model_copy(update={"watch": [*settings.watch, *args.watch]})
+
+
 def _ui(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_watch(args, settings)
     with _uploads_in_data_dir(settings):
         from ui.server import launch
 
@@ -317,6 +372,7 @@ def _ui(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_watch(args, settings)
     with _uploads_in_data_dir(settings):
         from cli.serve import run
 

@@ -19,6 +19,7 @@ def api_and_ui(
 ) -> tuple[fastapi.FastAPI, RagService]:
     """/v1 and /health, OpenAPI at /docs, the UI at /, over one service; everything behind service.access."""
     service = RagService(settings)
+    service.watch_configured()
     key = settings.api_key.get_secret_value() if settings.api_key else None
     app = mount_ui(api_app(service), ChatApp(settings, service), Credentials.of(key, user, password))
     return app, service

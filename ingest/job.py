@@ -64,6 +64,9 @@ class IngestSummary:
     embed_seconds: float = 0.0
     load_seconds: float = 0.0
     advice: str | None = None  # e.g. retraining the collection's reranker is due
+    # stopped on request: the files finished stay, the rest (no record) are ingested by the next run
+    cancelled: bool = False
+    not_started: int = 0  # files left for the next run when cancelled
 
     @property
     def chunks_per_s(self) -> float:
@@ -85,6 +88,8 @@ class IngestSummary:
             "skipped_files": [{"source": s, "reason": r} for s, r in self.skipped],
             "failed_files": [{"source": s, "reason": r} for s, r in self.failed],
             "advice": self.advice,
+            "cancelled": self.cancelled,
+            "not_ingested": self.not_started,
         }
 
     def render(self) -> str:
@@ -99,7 +104,11 @@ class IngestSummary:
             f"deleted {self.deleted}, skipped {len(self.skipped)}, failed {len(self.failed)}",
             written,
         ]
-        if not (self.added or self.updated or self.deleted or self.moved):
+        if self.cancelled:
+            lines.append(
+                f"cancelled: {_files(self.not_started)} not ingested; the next ingestion of this folder does them"
+            )
+        elif not (self.added or self.updated or self.deleted or self.moved):
             lines.append("nothing changed: no file was embedded")
         unsupported = Counter(r for _, r in self.skipped if r.startswith("unsupported"))
         lines += [f"  skipped {_files(n)}: {reason}" for reason, n in sorted(unsupported.items())]
@@ -148,11 +157,22 @@ class _Failed:
     skipped: bool = False
 
 
-class IngestJob:
-    """embedder: a loaded one, or by default the settings' one, loaded only once some file must be embedded."""
+class IngestCancelled(Exception):
+    """Raised inside a parser when the job is cancelled; the writer has stopped, so nothing records it."""
 
-    def __init__(self, collection: Collection) -> None:
+
+class IngestJob:
+    """One ingestion of a folder into a collection; the embedder loads only once some file must be embedded.
+
+    cancel: set from another thread, the run stops at the next file boundary: files written stay, a file half
+    written is removed (points and record), and nothing else is touched. summary and progress are readable while
+    it runs (a background job's status)."""
+
+    def __init__(self, collection: Collection, cancel: threading.Event | None = None) -> None:
         self.collection = collection
+        self.cancel = cancel or threading.Event()
+        self.summary = IngestSummary()
+        self.progress = IngestProgress(False)
         self.settings = collection.settings
         self.store = collection.store
         self.embedder = collection.embedder
@@ -176,9 +196,9 @@ class IngestJob:
     ) -> IngestSummary:
         started = time.perf_counter()
         root = _check_folder(root)
-        shown = IngestProgress(progress, on_file)
+        self.progress = shown = IngestProgress(progress, on_file)
         shown.note(f"scanning {root}…")
-        summary = IngestSummary()
+        self.summary = summary = IngestSummary()
         # An excluded file that was ingested before is deleted like a removed one.
         found = [f for f in scan(root) if not matches_glob(f.source, self.settings.ingest_exclude)]
         work = self._reconcile(str(root), found, summary)
@@ -318,13 +338,27 @@ class IngestJob:
         writer = _Writer(self, summary, progress)
         progress.start(len(work))
         try:
-            while (item := items.get()) is not None:
+            while (item := self._next(items)) is not None:
                 writer.take(item)
                 progress.files_finished(writer.flush_if_full())
-            progress.files_finished(writer.flush())
+            if self.cancel.is_set():
+                summary.cancelled = True
+                writer.abandon()
+                summary.not_started = len(work) - progress.files_done
+            else:
+                progress.files_finished(writer.flush())
         finally:
             stop.set()  # a failed write must not leave the parser thread blocked on a full queue
             progress.close()
+
+    def _next(self, items: queue.Queue[_Part | _Failed | None]) -> _Part | _Failed | None:
+        """The parser's next item; None at the end or once cancelled (not waiting for a long parse to finish)."""
+        while not self.cancel.is_set():
+            try:
+                return items.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
 
     def _produce(
         self,
@@ -335,6 +369,8 @@ class IngestJob:
     ) -> None:
         try:
             for doc in work:
+                if self.cancel.is_set():
+                    return
                 for item in self._parts(doc, progress):
                     if isinstance(item, _Part):
                         progress.chunks_found(len(item.chunks))
@@ -346,9 +382,13 @@ class IngestJob:
     def _parts(self, doc: _Doc, progress: IngestProgress) -> Iterator[_Part | _Failed]:
         path = doc.found.path
         source = printable(doc.found.source)
-        loader = loader_for(
-            path, replace(self.ocr, on_page=lambda page, pages: progress.ocr_page(source, page, pages))
-        )
+
+        def on_page(page: int, pages: int) -> None:
+            if self.cancel.is_set():  # OCR of a long scan stops within a page, not at its end
+                raise IngestCancelled
+            progress.ocr_page(source, page, pages)
+
+        loader = loader_for(path, replace(self.ocr, on_page=on_page))
         assert loader is not None
         try:
             sections: Iterator[Section] = loader(path)
@@ -407,6 +447,7 @@ class _Writer:
         self.ocr_pages: dict[str, set[int]] = {}  # page numbers read by OCR (0: an image file's one page)
 
     def take(self, item: _Part | _Failed) -> None:
+        self.progress.working_on(printable(item.doc.found.source))
         self.pending.append(item)
         if isinstance(item, _Part):
             self.pending_chunks.extend(item.chunks)
@@ -414,6 +455,14 @@ class _Writer:
             self.ocr_pages.setdefault(item.doc.doc_id, set()).update(
                 c.page or 0 for c in item.chunks if c.ocr
             )
+
+    def abandon(self) -> None:
+        """Cancelled: what is pending is not written, and a document partly written (a long streamed file) is
+        removed whole, so every record left matches its chunks and the next run ingests it from the start."""
+        for doc_id in self.started:
+            self.store.delete_document(doc_id)
+        self.started.clear()
+        self.pending, self.pending_chunks = [], []
 
     def flush_if_full(self) -> int:
         if len(self.pending_chunks) >= self.job.settings.embed_batch_size * EMBED_GROUP_BATCHES:

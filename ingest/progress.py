@@ -26,6 +26,8 @@ class IngestProgress:
         self.embedded_count = 0
         self.files_done = 0
         self.files_total = 0
+        # the file being embedded (the parser runs ahead of the embedder), or the page OCR is reading
+        self.current = ""
         self._bar: Any = None
         self._next_line = time.monotonic() + LOG_EVERY_S
 
@@ -33,8 +35,12 @@ class IngestProgress:
         if self.show:
             print(message, file=sys.stderr, flush=True)
 
+    def working_on(self, source: str) -> None:
+        self.current = source
+
     def ocr_page(self, source: str, page: int, pages: int) -> None:
         """A page of `source` is being read by OCR (seconds a page): the bar says which; a log, when a file starts."""
+        self.current = f"{source}, OCR of page {page}/{pages}"
         if self._bar is not None:
             self._bar.set_postfix_str(
                 f"files {self.files_done}/{self.files_total}, OCR {source} page {page}/{pages}"

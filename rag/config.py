@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         default_factory=list,
     )
 
+    watch: list[str] = _knob(
+        INGEST,
+        "JSON list of folders `rag ui` and `rag serve` keep in sync: each is ingested at start and after every "
+        "change; `COLLECTION=FOLDER` picks the collection (`--watch` adds)",
+        default_factory=list,
+    )
+
     top_k: int = _knob(SEARCH, "candidates the first stage fuses", 30, ge=1, le=1000)
     top_n: int = _knob(SEARCH, "passages kept for the answer", 5, ge=1, le=100)
     # 0.25 ranked best on both dev sets, the Debian FAQ's questions (MRR@10 0.986 against 0.970 at 1) and typed

@@ -28,3 +28,7 @@ class CollectionExists(RagError):
 
 class DocumentNotFound(RagError):
     """No document of the collection has that id."""
+
+
+class JobNotFound(RagError):
+    """No ingestion job of the collection has that id (never, or finished long ago)."""

@@ -16,7 +16,9 @@ from rag.llm import describe_llm
 from rag.rerank import describe_reranker, retrain_advice
 from rag.store import check_collection_name, list_collections
 from rag.store.payload import DocumentRecord
+from service.jobs import Job, JobQueue, JobState
 from service.uploads import Upload, ZipLimits, save_uploads
+from service.watch import FolderWatcher, parse_watch
 from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker, uninstall
 from training.reranker import MiningOptions
 
@@ -28,14 +30,19 @@ class RagService:
     so documents can be listed, uploaded and deleted whatever the LLM's state.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, job_progress: bool | None = False) -> None:
+        """job_progress: what ingestion jobs show on stderr (False: nothing; None: a bar on a terminal)."""
         self.settings = settings
         self._collections: dict[str, Collection] = {}
         self._chats: dict[str, ChatPipeline] = {}
         self._lock = threading.Lock()
         self._chat_lock = threading.Lock()
-        self._ingest_locks: dict[str, threading.Lock] = {}
         self._train_locks: dict[str, threading.Lock] = {}
+        self._job_progress = job_progress
+        self._job_listeners: list[Callable[[Job], None]] = []
+        self.jobs = JobQueue(self._run_job, self._job_finished)
+        self._watcher: FolderWatcher | None = None
+        self._watched: dict[Path, str] = {}  # folder -> its collection
 
     def collection(self, name: str, create: bool = False) -> Collection:
         """The named collection, opened on first use; a missing one raises unless create, a held store too."""
@@ -112,6 +119,10 @@ class RagService:
         return message
 
     def close(self) -> None:
+        """Stop watching, cancel the ingestion jobs (what they finished stays), close the stores."""
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.jobs.close()
         with self._lock:
             for collection in self._collections.values():
                 collection.close()
@@ -130,18 +141,59 @@ class RagService:
         )
         return save_uploads(files, self.uploads_dir(collection), limits)
 
-    def ingest_uploads(
-        self, collection: str, on_file: Callable[[int, int], None] | None = None
-    ) -> IngestSummary:
-        """Ingest the upload folder in this process, through the collection's open store (created if new)."""
-        opened = self.collection(collection, create=True)
-        lock = self._ingest_locks.setdefault(collection, threading.Lock())
-        if not lock.acquire(blocking=False):
-            raise RagError("an ingestion of this collection is already running; wait for it to finish")
-        try:
-            return IngestJob(opened).run(self.uploads_dir(collection), progress=False, on_file=on_file)
-        finally:
-            lock.release()
+    def ingest_uploads(self, collection: str) -> Job:
+        """Queue an ingestion of the collection's upload folder; it runs in the background (one job at a time per
+        collection), and the job reports its progress and can be cancelled."""
+        check_collection_name(collection)
+        return self.jobs.submit(collection, self.uploads_dir(collection), "upload")
+
+    def ingest_uploads_now(self, collection: str) -> IngestSummary:
+        """The same job, waited for: a script's call that wants the summary."""
+        job = self.ingest_uploads(collection)
+        job.done.wait()
+        if job.state is JobState.FAILED or job.summary is None:
+            raise RagError(job.error or "the ingestion was cancelled before it started")
+        return job.summary
+
+    def watch(
+        self, folders: list[tuple[str, Path]], on_job: Callable[[Job], None] | None = None
+    ) -> list[Job]:
+        """Keep these folders in sync with their collections: each is ingested now (changes made while nothing
+        watched), then again after every change under it. on_job hears of each job that ends."""
+        if on_job is not None:
+            self._job_listeners.append(on_job)
+        resolved = [(check_collection_name(name), folder.expanduser().resolve()) for name, folder in folders]
+        self._watcher = FolderWatcher(
+            [f for _, f in resolved], self._folder_changed, [self.settings.data_dir]
+        )
+        self._watched = {folder: name for name, folder in resolved}
+        started = [self.jobs.submit(name, folder, "watch") for name, folder in resolved]
+        self._watcher.start()
+        return started
+
+    def watch_configured(self) -> list[Job]:
+        """The folders of RAG_WATCH (and `--watch`), if any."""
+        if not self.settings.watch:
+            return []
+        return self.watch([parse_watch(entry, self.settings.collection) for entry in self.settings.watch])
+
+    def _folder_changed(self, folder: Path) -> None:
+        self.jobs.submit(self._watched[folder], folder, "watch")
+
+    def _run_job(self, job: Job) -> IngestSummary:
+        opened = self.collection(job.collection, create=True)
+        job.ingest = IngestJob(opened, job.cancel_event)
+        return job.ingest.run(job.folder, progress=self._job_progress)
+
+    def _job_finished(self, job: Job) -> None:
+        watcher = self._watcher
+        if watcher is not None and job.origin == "watch":
+            if job.state is JobState.FAILED or (job.summary and job.summary.failed):
+                watcher.failed(job.folder)
+            else:
+                watcher.succeeded(job.folder)
+        for listener in self._job_listeners:
+            listener(job)
 
     def documents(self, collection: str) -> list[DocumentRecord]:
         return self.collection(collection).documents()

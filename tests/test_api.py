@@ -164,7 +164,7 @@ def test_documents_upload_list_ask_delete_over_http(server: Server, tmp_path: Pa
     note.write_text("# Quokkas\n\nQuokkas live on Rottnest Island.\n")
     with server.http() as http:
         uploaded = http.post(
-            "/v1/collections/test/documents", files={"files": ("quokka.md", note.read_bytes())}
+            "/v1/collections/test/documents?wait=true", files={"files": ("quokka.md", note.read_bytes())}
         )
         assert uploaded.status_code == 200, uploaded.text
         assert uploaded.json()["ingest"]["added"] == 1
@@ -181,7 +181,7 @@ def test_documents_upload_list_ask_delete_over_http(server: Server, tmp_path: Pa
         missing = http.delete("/v1/collections/test/documents/no-such-id")
         assert missing.status_code == 404
         odd = http.post("/v1/collections/test/documents", files={"files": ("..", b"# A\n\nb\n")})
-        assert odd.status_code == 200 and odd.json()["rejected"][0]["file"] == "upload", odd.text
+        assert odd.status_code == 202 and odd.json()["rejected"][0]["file"] == "upload", odd.text
         escape = http.post("/v1/collections/..%2Fescape/documents", files={"files": ("a.md", b"# A\n\nb\n")})
         assert escape.status_code in (400, 404)
 
@@ -200,7 +200,7 @@ def test_uploads_named_to_escape_or_too_long_get_clean_answers(server: Server, t
         long_name = http.post(
             "/v1/collections/test/documents", files={"files": ("n" * 300 + ".md", b"# N\n")}
         )
-    assert escape.status_code == 200, escape.text
+    assert escape.status_code == 202, escape.text
     assert (
         escape.json()["saved"] == []
         and "would leave the upload folder" in escape.json()["rejected"][0]["reason"]

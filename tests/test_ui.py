@@ -190,7 +190,7 @@ def test_upload_then_answer_then_delete(app: App, tmp_path: Path) -> None:
         z.writestr("../evil.md", "escape attempt")
     message, rows, _ = client.predict(
         [handle_file(str(doc)), handle_file(str(archive))], "test", api_name="/upload"
-    )
+    )[:3]
     assert "added 2" in message, message
     # Gradio's copies were left in /tmp/gradio after the server stopped: now under the data folder (emptied when
     # the server stops), and the named copies removed once saved
@@ -223,7 +223,7 @@ def test_with_the_llm_down_chat_says_why_and_documents_still_work(
         assert "upstream" not in str(caught.value)
         doc = tmp_path / "quokka.md"
         doc.write_text("# Quokkas\n\nQuokkas live on Rottnest Island.\n")
-        message, rows, _ = client.predict([handle_file(str(doc))], "test", api_name="/upload")
+        message, rows, _ = client.predict([handle_file(str(doc))], "test", api_name="/upload")[:3]
         assert "added 1" in message, message
         _, rows, picker = client.predict("test", api_name="/documents")[:3]
         doc_id = next(value for label, value in picker["choices"] if label == "quokka.md")
@@ -330,6 +330,42 @@ def test_deleting_a_document_asks_first(app: App, browser: object) -> None:
     _, rows, _ = Client(app.url, verbose=False).predict("test", api_name="/documents")[:3]
     data = rows["data"] if isinstance(rows, dict) else rows
     assert "notes.txt" in {row[0] for row in data}  # cancelled: still there
+
+
+@needs_chromium
+def test_an_upload_shows_its_progress_and_the_chat_answers_meanwhile(
+    app: App, browser: object, tmp_path: Path
+) -> None:
+    """Uploads ran inside the request: the tab waited with no progress of its own. Now a job: its bar shows, the
+    chat answers while it runs, and the summary comes when it ends."""
+    archive = tmp_path / "logbook.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(40):
+            entries = " ".join(
+                f"Entry {i}.{k}: the keeper trimmed lamp wick number {k} at dusk." for k in range(90)
+            )
+            z.writestr(f"logbook/day-{i:02d}.md", f"# Lighthouse day {i}\n\n{entries}\n")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page.goto(app.url)
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#uploads input[type=file]").set_input_files(str(archive))
+    page.locator("#uploads").get_by_text("logbook.zip").wait_for(timeout=60_000)
+    page.locator("#ingest").click()
+    page.locator("#ingestion-jobs progress").wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "ui-ingesting.png"), full_page=True)
+    page.get_by_role("tab", name="Chat").click()
+    _ask_in_page(page, "What do alpacas eat?")
+    answer, _ = _wait_for_answer(page)
+    page.get_by_role("tab", name="Documents").click()
+    status = page.locator("#documents-status textarea")
+    page.wait_for_function(
+        "() => document.querySelector('#documents-status textarea').value.includes('added 40')",
+        timeout=180_000,
+    )
+    summary = status.input_value()
+    page.close()
+    assert answer.strip() and "⚠️" not in answer, answer
+    assert "failed 0" in summary, summary
 
 
 def test_train_reranker_from_the_ui_reports_what_it_did(app_url: str) -> None:

@@ -18,6 +18,7 @@ from rag.config import AnswerMode, Settings
 from rag.errors import RagError
 from rag.store.payload import DocumentRecord
 from service import RagService
+from service.jobs import Job, JobState
 
 log = logging.getLogger("rag.ui")
 
@@ -27,6 +28,7 @@ CSS = """
 .sources .snippet { white-space: pre-wrap; font-size: 0.9em; opacity: 0.85; margin-top: 4px; }
 .sources .snippet.code { font-family: var(--font-mono, monospace); font-size: 0.85em; }
 .refused { color: var(--body-text-color-subdued); font-style: italic; }
+.job { margin: 6px 0; } .job progress { width: 100%; height: 14px; accent-color: var(--color-accent); }
 .unsupported { color: var(--error-text-color, #b45309); font-size: 0.9em; margin: 4px 0; }
 """
 
@@ -37,6 +39,8 @@ TRAINING_NOTE = (
     "saw, with questions unlike headings. It is installed only if it ranks those better than the search alone; "
     "otherwise it is set aside and the search answers as before. Uninstalling returns to the search alone."
 )
+UPLOAD_POLL_S = 0.5
+JOBS_TICK_S = 2.0  # how often the Documents tab looks for ingestion jobs started elsewhere
 PRUNE_LISTED = 20  # paths the prune question lists; a whole unmounted drive would make it a wall of text
 
 
@@ -161,28 +165,46 @@ class ChatApp:
 
     # ------------------------------------------------------------------ documents
 
-    def upload(
-        self, files: list[str] | None, collection: str, progress: gr.Progress = _PROGRESS
-    ) -> tuple[str, list[list[Any]], Any]:
+    def upload(self, files: list[str] | None, collection: str) -> Iterator[tuple[str, Any, Any, str]]:
+        """Save the files and start their ingestion job; its progress shows until it ends (the chat stays usable,
+        and leaving the page does not stop the job: the jobs panel shows it on return)."""
         if not files:
             rows, _, error = self._documents_view(collection)
-            return error or "Choose files (or a zip) first.", rows, gr.update()
+            yield error or "Choose files (or a zip) first.", rows, gr.update(), self.jobs_html(collection)
+            return
         try:
             saved = self.service.save_uploads(collection, list(files))
-            lines = [f"rejected {name}: {why}" for name, why in saved.rejected]
-            progress(0.0, desc="Ingesting")
-            summary = self.service.ingest_uploads(
-                collection,
-                on_file=lambda done, total: progress(done / total, desc=f"Ingesting {done}/{total}"),
-            )
-            lines.insert(0, summary.render())
-            message = "\n".join(lines)
+            job = self.service.ingest_uploads(collection)
         except RagError as exc:
-            message = f"⚠️ {exc}"
+            rows, picker, _ = self._documents_view(collection)
+            yield f"⚠️ {exc}", rows, picker, self.jobs_html(collection)
+            return
         finally:
             _remove_received(files)
+        rejected = [f"rejected {name}: {why}" for name, why in saved.rejected]
+        while not job.done.wait(UPLOAD_POLL_S):
+            yield job.progress_line(), gr.update(), gr.update(), self.jobs_html(collection)
         rows, picker, _ = self._documents_view(collection)
-        return message, rows, picker
+        yield "\n".join([_job_outcome(job), *rejected]), rows, picker, self.jobs_html(collection)
+
+    def jobs_html(self, collection: str) -> str:
+        """The collection's waiting and running ingestion jobs, each with a progress bar (uploads from any tab,
+        watched folders)."""
+        active = [j for j in self.service.jobs.jobs(collection) if not j.state.finished][::-1]
+        return "".join(_job_html(job) for job in active)
+
+    def cancel_ingestion(self, collection: str) -> str:
+        """Cancel the collection's waiting and running ingestion jobs. (Not this tab's only: that would take a
+        gr.State, whose heartbeat connection Gradio never closes when the server stops, so Ctrl+C would hang.)"""
+        targets = [j.id for j in self.service.jobs.jobs(collection) if not j.state.finished]
+        if not targets:
+            return "No ingestion is running."
+        for target in targets:
+            try:
+                self.service.jobs.cancel(target, collection)
+            except RagError:
+                continue  # finished meanwhile
+        return "Cancelling: the file being read is finished or dropped; the files done stay."
 
     def confirm_delete(self, doc_id: str | None, collection: str) -> tuple[Any, str]:
         """The first click only asks: deleting cannot be undone."""
@@ -366,9 +388,15 @@ class ChatApp:
 
     def _documents_tab(self) -> SimpleNamespace:
         with gr.Tab("Documents"):
-            message = gr.Textbox(label="Status", interactive=False, lines=4)
-            uploads = gr.File(label="Upload documents or a zip", file_count="multiple", type="filepath")
-            ingest = gr.Button("Ingest uploads", variant="primary")
+            message = gr.Textbox(label="Status", interactive=False, lines=4, elem_id="documents-status")
+            uploads = gr.File(
+                label="Upload documents or a zip", file_count="multiple", type="filepath", elem_id="uploads"
+            )
+            with gr.Row():
+                ingest = gr.Button("Ingest uploads", variant="primary", scale=3, elem_id="ingest")
+                cancel_ingest = gr.Button("Cancel ingestion", scale=1, elem_id="cancel-ingest")
+            jobs = gr.HTML(elem_id="ingestion-jobs")
+            ticker = gr.Timer(JOBS_TICK_S)
             table = gr.Dataframe(
                 headers=["source", "type", "chunks", "pages", "read by OCR", "ingested"],
                 interactive=False,
@@ -392,6 +420,9 @@ class ChatApp:
             message=message,
             uploads=uploads,
             ingest=ingest,
+            cancel_ingest=cancel_ingest,
+            jobs=jobs,
+            ticker=ticker,
             table=table,
             pick=pick,
             delete=delete,
@@ -473,7 +504,17 @@ class ChatApp:
     def _wire_documents(self, docs: SimpleNamespace, options: SimpleNamespace) -> None:
         collection, hide = options.collection, (lambda: gr.update(visible=False))
         docs.ingest.click(
-            self.upload, [docs.uploads, collection], docs.outputs, api_name="upload", concurrency_limit=1
+            self.upload,
+            [docs.uploads, collection],
+            [*docs.outputs, docs.jobs],
+            api_name="upload",
+            concurrency_limit=4,  # each waits on its own job; the jobs queue per collection in the service
+        )
+        docs.cancel_ingest.click(
+            self.cancel_ingestion, [collection], docs.message, api_name="cancel_ingestion"
+        )
+        docs.ticker.tick(
+            self.jobs_html, [collection], docs.jobs, api_visibility="private", concurrency_limit=None
         )
         docs.delete.click(
             self.confirm_delete,
@@ -523,6 +564,23 @@ class ChatApp:
         )
         refreshed = [*docs.outputs, options.status]
         options.collection.change(self.refresh, [options.collection], refreshed, api_visibility="private")
+
+
+def _job_html(job: Job) -> str:
+    status = job.status()
+    # in chunks, which move, not files: one big file would hold the bar still for minutes
+    done, found = status["chunks_embedded"], status["chunks_found"]
+    bar = f"<progress value='{done}' max='{found}'></progress>" if found else "<progress></progress>"
+    line = html.escape(f"{job.origin}: {job.progress_line()}")
+    return f"<div class='job' data-job='{html.escape(job.id)}'>{bar}<div>{line}</div></div>"
+
+
+def _job_outcome(job: Job) -> str:
+    if job.state is JobState.FAILED:
+        return f"⚠️ ingestion failed: {job.error}"
+    if job.summary is None:
+        return "Cancelled before it started: nothing was ingested."
+    return job.summary.render()
 
 
 def _final_text(answer: Answer) -> str:

@@ -64,6 +64,7 @@ def _session_check(gradio_app: GradioApp) -> Callable[[HTTPConnection], bool]:
 
 def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     chat = ChatApp(settings)
+    chat.service.watch_configured()
     key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
         serve(web_app(chat, user, password, key), host, port, "rag ui", settings.trusted_proxies)

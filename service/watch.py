@@ -35,8 +35,8 @@ def parse_watch(entry: str, default_collection: str) -> tuple[str, Path]:
 
 
 class _DocumentChanges:
-    """watchfiles' default filter (editor swap files, .git, caches) plus: only files some loader reads (or
-    deletions, which may be folders), and nothing inside the app's own data folder (its store changes on every
+    """watchfiles' default filter (editor swap files, .git, caches) plus: only files some loader reads, folders,
+    and deletions (which may be folders), and nothing inside the app's own data folder (its store changes on every
     ingestion: watching it would loop)."""
 
     def __init__(self, ignore: list[Path]) -> None:
@@ -53,7 +53,8 @@ class _DocumentChanges:
         resolved = Path(path)
         if any(resolved.is_relative_to(folder) for folder in self._ignore):
             return False
-        return change == Change.deleted or loader_for(resolved) is not None
+        # a folder moved in brings its files with it and raises one event, for the folder
+        return change == Change.deleted or loader_for(resolved) is not None or resolved.is_dir()
 
 
 class FolderWatcher:

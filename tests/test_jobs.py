@@ -214,8 +214,13 @@ def test_rag_ingest_watch_prints_each_change_and_stops_on_ctrl_c(tmp_path: Path)
         assert printed("added 1, updated 0, unchanged 0"), "the folder was not ingested at start"
         (folder / "b.md").write_text("# Wombats\n\nWombats have cube-shaped droppings.\n")
         assert printed("added 1, updated 0, unchanged 1"), "the added file was not ingested"
+        outside = tmp_path / "elsewhere" / "moved-in"
+        outside.mkdir(parents=True)
+        (outside / "c.md").write_text("# Numbats\n\nNumbats eat termites.\n")
+        outside.rename(folder / "moved-in")  # one event, for the folder
+        assert printed("added 1, updated 0, unchanged 2"), "the folder moved in was not ingested"
         (folder / "a.md").unlink()
-        assert printed("added 0, updated 0, unchanged 1, deleted 1"), "the deleted file was not removed"
+        assert printed("added 0, updated 0, unchanged 2, deleted 1"), "the deleted file was not removed"
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)

@@ -27,6 +27,9 @@ from rag.store import list_collections
 from service import NAME_MAX_BYTES, RagService
 
 MODEL_PREFIX = "rag:"
+WAIT_LIMIT_S = (
+    600  # ?wait=true holds a worker thread: past this, the answer is 202 with the job, as without it
+)
 
 
 def collection_of(service: RagService, model: str) -> str:
@@ -119,7 +122,7 @@ def _document_routes(service: RagService) -> APIRouter:
     ) -> dict[str, Any]:
         """Files or zips, saved as the UI's Documents tab does (same limits and rules), then ingested by a
         background job: 202 with the job, whose status is at .../jobs/{id}. `?wait=true` answers when it ends
-        (200, with the summary as `ingest`)."""
+        (200, with the summary as `ingest`), or after 10 minutes as without it."""
         with tempfile.TemporaryDirectory() as incoming:
             paths = [_save(file, Path(incoming)) for file in files]
             saved = _service_call(service.save_uploads, collection, paths)
@@ -128,8 +131,7 @@ def _document_routes(service: RagService) -> APIRouter:
             "saved": saved.saved,
             "rejected": [{"file": name, "reason": why} for name, why in saved.rejected],
         }
-        if wait:
-            job.done.wait()
+        if wait and job.done.wait(WAIT_LIMIT_S):
             response.status_code = 200
             body["ingest"] = job.summary.as_dict() if job.summary else None
         return {**body, "job": job.status()}

@@ -158,15 +158,16 @@ class _Failed:
 
 
 class IngestCancelled(Exception):
-    """Raised inside a parser when the job is cancelled; the writer has stopped, so nothing records it."""
+    """Raised inside a parser when the job is cancelled; the writer takes no new file then, so nothing records it."""
 
 
 class IngestJob:
     """One ingestion of a folder into a collection; the embedder loads only once some file must be embedded.
 
-    cancel: set from another thread, the run stops at the next file boundary: files written stay, a file half
-    written is removed (points and record), and nothing else is touched. summary and progress are readable while
-    it runs (a background job's status)."""
+    cancel: set from another thread, the run stops at the next file boundary: a file whose writing has begun is
+    finished (its old version is already gone: dropping the new one would lose the document), the files written
+    stay, and the files not begun are left for the next run. summary and progress are readable while it runs (a
+    background job's status)."""
 
     def __init__(self, collection: Collection, cancel: threading.Event | None = None) -> None:
         self.collection = collection
@@ -326,6 +327,9 @@ class IngestJob:
     def _process(self, work: list[_Doc], summary: IngestSummary, progress: IngestProgress) -> None:
         if not work:
             return
+        if self.cancel.is_set():  # cancelled while the folder was scanned: not even the embedder loads
+            summary.cancelled, summary.not_started = True, len(work)
+            return
         # Loaded here, before the parser thread needs its tokenizer, so a load error stops the run instead of
         # failing every file.
         loading = time.perf_counter()
@@ -338,26 +342,29 @@ class IngestJob:
         writer = _Writer(self, summary, progress)
         progress.start(len(work))
         try:
-            while (item := self._next(items)) is not None:
+            while (item := self._next(items, writer)) is not None:
                 writer.take(item)
                 progress.files_finished(writer.flush_if_full())
+            progress.files_finished(writer.flush())
             if self.cancel.is_set():
                 summary.cancelled = True
-                writer.abandon()
                 summary.not_started = len(work) - progress.files_done
-            else:
-                progress.files_finished(writer.flush())
         finally:
             stop.set()  # a failed write must not leave the parser thread blocked on a full queue
             progress.close()
 
-    def _next(self, items: queue.Queue[_Part | _Failed | None]) -> _Part | _Failed | None:
-        """The parser's next item; None at the end or once cancelled (not waiting for a long parse to finish)."""
-        while not self.cancel.is_set():
+    def _next(self, items: queue.Queue[_Part | _Failed | None], writer: _Writer) -> _Part | _Failed | None:
+        """The parser's next item; None at the end. Once cancelled, only the rest of the files whose writing has
+        begun (the parser yields a file's parts in a row), then None, without waiting for a long parse."""
+        while not (self.cancel.is_set() and not writer.open):
             try:
-                return items.get(timeout=0.2)
+                item = items.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if item is None:
+                return None
+            if not self.cancel.is_set() or item.doc.doc_id in writer.open:
+                return item
         return None
 
     def _produce(
@@ -445,9 +452,14 @@ class _Writer:
         self.started: dict[str, str] = {}  # doc_id -> when its first part was written, its ingested_at
         self.pages: dict[str, set[int]] = {}
         self.ocr_pages: dict[str, set[int]] = {}  # page numbers read by OCR (0: an image file's one page)
+        self.open: set[str] = set()  # documents of which some parts were taken and the last one not yet
 
     def take(self, item: _Part | _Failed) -> None:
         self.progress.working_on(printable(item.doc.found.source))
+        if isinstance(item, _Part) and not item.final:
+            self.open.add(item.doc.doc_id)
+        else:
+            self.open.discard(item.doc.doc_id)
         self.pending.append(item)
         if isinstance(item, _Part):
             self.pending_chunks.extend(item.chunks)
@@ -455,14 +467,6 @@ class _Writer:
             self.ocr_pages.setdefault(item.doc.doc_id, set()).update(
                 c.page or 0 for c in item.chunks if c.ocr
             )
-
-    def abandon(self) -> None:
-        """Cancelled: what is pending is not written, and a document partly written (a long streamed file) is
-        removed whole, so every record left matches its chunks and the next run ingests it from the start."""
-        for doc_id in self.started:
-            self.store.delete_document(doc_id)
-        self.started.clear()
-        self.pending, self.pending_chunks = [], []
 
     def flush_if_full(self) -> int:
         if len(self.pending_chunks) >= self.job.settings.embed_batch_size * EMBED_GROUP_BATCHES:

@@ -107,7 +107,7 @@ class JobQueue:
     def __init__(self, runner: Runner, on_finished: Callable[[Job], None] | None = None) -> None:
         self._runner = runner
         self._on_finished = on_finished
-        self._lock = threading.RLock()  # on_finished may submit, from inside cancel()
+        self._lock = threading.Lock()  # never held while on_finished runs: it may submit
         self._jobs: dict[str, Job] = {}
         self._waiting: dict[str, deque[Job]] = {}
         self._workers: dict[str, threading.Thread] = {}
@@ -154,26 +154,32 @@ class JobQueue:
         job = self.get(job_id, collection)
         with self._lock:
             waiting = self._waiting.get(job.collection, deque())
-            if job in waiting:
+            never_started = job in waiting
+            if never_started:
                 waiting.remove(job)
-                self._finish(job, JobState.CANCELLED)
-                return job
-        job.cancel_event.set()
+        if never_started:
+            self._finish(job, JobState.CANCELLED)
+        else:
+            job.cancel_event.set()
         return job
 
-    def close(self, wait_s: float = 30.0) -> None:
-        """Cancel everything (a server stopping); wait a while for running jobs to reach a file boundary."""
+    def close(self) -> None:
+        """Cancel everything (a server stopping) and wait for the running jobs to reach a file boundary: the
+        stores they write must not be closed under them."""
         with self._lock:
             self._closed = True
+            dropped = [job for waiting in self._waiting.values() for job in waiting]
             for waiting in self._waiting.values():
-                while waiting:
-                    self._finish(waiting.popleft(), JobState.CANCELLED)
+                waiting.clear()
             running = [j for j in self._jobs.values() if j.state is JobState.RUNNING]
             workers = list(self._workers.values())
+        for job in dropped:
+            self._finish(job, JobState.CANCELLED)
         for job in running:
+            log.warning("stopping ingestion job %s of %r at its next file", job.id, job.collection)
             job.cancel_event.set()
         for worker in workers:
-            worker.join(wait_s)
+            worker.join()
 
     def _work(self, collection: str) -> None:
         while True:
@@ -190,6 +196,7 @@ class JobQueue:
         try:
             summary = self._runner(job)
         except RagError as exc:
+            log.warning("ingestion job %s of %r failed: %s", job.id, job.collection, exc)
             self._finish(job, JobState.FAILED, error=str(exc))
         except Exception as exc:  # the worker thread must outlive a bug in one job, and say what it was
             log.exception("ingestion job %s failed", job.id)

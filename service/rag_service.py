@@ -42,7 +42,7 @@ class RagService:
         self._job_listeners: list[Callable[[Job], None]] = []
         self.jobs = JobQueue(self._run_job, self._job_finished)
         self._watcher: FolderWatcher | None = None
-        self._watched: dict[Path, str] = {}  # folder -> its collection
+        self._watched: dict[Path, list[str]] = {}  # folder -> the collections it feeds
 
     def collection(self, name: str, create: bool = False) -> Collection:
         """The named collection, opened on first use; a missing one raises unless create, a held store too."""
@@ -158,18 +158,19 @@ class RagService:
     def watch(
         self, folders: list[tuple[str, Path]], on_job: Callable[[Job], None] | None = None
     ) -> list[Job]:
-        """Keep these folders in sync with their collections: each is ingested now (changes made while nothing
-        watched), then again after every change under it. on_job hears of each job that ends."""
+        """Keep these folders in sync with their collections: watched first (a change from then on is seen), then
+        each is ingested now (changes made while nothing watched), and again after every change under it. on_job
+        hears of each job that ends."""
         if on_job is not None:
             self._job_listeners.append(on_job)
         resolved = [(check_collection_name(name), folder.expanduser().resolve()) for name, folder in folders]
-        self._watcher = FolderWatcher(
-            [f for _, f in resolved], self._folder_changed, [self.settings.data_dir]
-        )
-        self._watched = {folder: name for name, folder in resolved}
-        started = [self.jobs.submit(name, folder, "watch") for name, folder in resolved]
+        for name, folder in resolved:
+            self._watched.setdefault(folder, [])
+            if name not in self._watched[folder]:
+                self._watched[folder].append(name)
+        self._watcher = FolderWatcher(list(self._watched), self._folder_changed, [self.settings.data_dir])
         self._watcher.start()
-        return started
+        return [self.jobs.submit(name, folder, "watch") for name, folder in resolved]
 
     def watch_configured(self) -> list[Job]:
         """The folders of RAG_WATCH (and `--watch`), if any."""
@@ -178,7 +179,8 @@ class RagService:
         return self.watch([parse_watch(entry, self.settings.collection) for entry in self.settings.watch])
 
     def _folder_changed(self, folder: Path) -> None:
-        self.jobs.submit(self._watched[folder], folder, "watch")
+        for name in self._watched[folder]:  # one folder may feed several collections
+            self.jobs.submit(name, folder, "watch")
 
     def _run_job(self, job: Job) -> IngestSummary:
         opened = self.collection(job.collection, create=True)

@@ -68,12 +68,19 @@ class FolderWatcher:
         self._on_change = on_change
         self._filter = _DocumentChanges(ignore)
         self._stop = threading.Event()
+        self._ready = threading.Event()  # the watches are set: a change from now on is seen
+        self._failure: BaseException | None = None
         self._lock = threading.Lock()
         self._retries: dict[Path, tuple[float, int]] = {}  # folder -> (when, attempts so far)
         self._thread = threading.Thread(target=self._loop, name="watch", daemon=True)
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Returns once the folders are watched, so a change made after it is seen; a watcher that cannot start
+        (no inotify watches left, a folder gone) is a RagError here, not a silent thread."""
         self._thread.start()
+        self._ready.wait(timeout_s)
+        if self._failure is not None or not self._thread.is_alive():
+            raise RagError(f"cannot watch {', '.join(map(str, self.folders))}: {self._failure}")
 
     def stop(self) -> None:
         self._stop.set()
@@ -97,22 +104,30 @@ class FolderWatcher:
         from watchfiles import watch
 
         try:
+            # Filtered here, not by watchfiles: changes it filtered out would not wake this loop, and retries are
+            # looked at on every wake-up (a busy log file beside the documents would otherwise starve them).
             for changes in watch(
                 *self.folders,
-                watch_filter=self._filter,
+                watch_filter=None,
                 debounce=DEBOUNCE_MS,
                 step=QUIET_MS,
                 stop_event=self._stop,
                 rust_timeout=TICK_MS,
                 yield_on_timeout=True,
                 raise_interrupt=False,
+                ignore_permission_denied=True,  # an unreadable subfolder is the ingestion's to report, once
             ):
-                for folder in self._changed({Path(path) for _, path in changes}):
+                self._ready.set()
+                paths = {Path(path) for change, path in changes if self._filter(change, path)}
+                for folder in self._changed(paths):
                     self._notify(folder)
                 for folder in self._due():
                     self._notify(folder)
-        except Exception as exc:  # e.g. a watched folder removed: said once, loudly, not a silent dead thread
-            log.error("watching %s stopped: %s", ", ".join(map(str, self.folders)), exc)
+        except Exception as exc:  # e.g. a watched folder removed: said loudly, not a silent dead thread
+            self._failure = exc
+            log.exception("watching %s stopped", ", ".join(map(str, self.folders)))
+        finally:
+            self._ready.set()
 
     def _changed(self, paths: set[Path]) -> list[Path]:
         changed = [f for f in self.folders if any(p.is_relative_to(f) for p in paths)]

@@ -337,34 +337,43 @@ def test_an_upload_shows_its_progress_and_the_chat_answers_meanwhile(
     app: App, browser: object, tmp_path: Path
 ) -> None:
     """Uploads ran inside the request: the tab waited with no progress of its own. Now a job: its bar shows, the
-    chat answers while it runs, and the summary comes when it ends."""
+    chat (on another collection) answers while it still runs, and the summary comes when it ends. The upload goes
+    to a new collection, so the shared one keeps the documents the other tests expect."""
     archive = tmp_path / "logbook.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        for i in range(40):
+        for i in range(60):
             entries = " ".join(
-                f"Entry {i}.{k}: the keeper trimmed lamp wick number {k} at dusk." for k in range(90)
+                f"Entry {i}.{k}: the keeper trimmed lamp wick number {k} at dusk." for k in range(150)
             )
-            z.writestr(f"logbook/day-{i:02d}.md", f"# Lighthouse day {i}\n\n{entries}\n")
+            z.writestr(f"day-{i:02d}.md", f"# Lighthouse day {i}\n\n{entries}\n")
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page.goto(app.url)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#new-collection textarea, #new-collection input").first.fill("logbook")
+    page.locator("#create-collection").click()
+    page.locator("#collection-message").get_by_text("Created collection 'logbook'").wait_for(timeout=60_000)
     page.get_by_role("tab", name="Documents").click()
     page.locator("#uploads input[type=file]").set_input_files(str(archive))
     page.locator("#uploads").get_by_text("logbook.zip").wait_for(timeout=60_000)
     page.locator("#ingest").click()
     page.locator("#ingestion-jobs progress").wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "ui-ingesting.png"), full_page=True)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#collection input").click()
+    page.get_by_role("option", name="test", exact=True).click()
     page.get_by_role("tab", name="Chat").click()
     _ask_in_page(page, "What do alpacas eat?")
     answer, _ = _wait_for_answer(page)
-    page.get_by_role("tab", name="Documents").click()
     status = page.locator("#documents-status textarea")
+    while_answered = status.input_value()
     page.wait_for_function(
-        "() => document.querySelector('#documents-status textarea').value.includes('added 40')",
-        timeout=180_000,
+        "() => document.querySelector('#documents-status textarea').value.includes('added 60')",
+        timeout=300_000,
     )
     summary = status.input_value()
     page.close()
-    assert answer.strip() and "⚠️" not in answer, answer
+    assert answer.strip() and "⚠️" not in answer and re.search(r"\[\d+\]", answer), answer
+    assert while_answered.startswith("running: files"), while_answered  # answered while the job ran
     assert "failed 0" in summary, summary
 
 

@@ -212,7 +212,9 @@ def _failed_watch_jobs(http: httpx.Client) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_rag_ingest_watch_prints_each_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def test_rag_ingest_watch_prints_each_change_and_stops_when_told(tmp_path: Path) -> None:
+    """SIGTERM, as a service manager stops it: SIGINT is ignored by a process started in the background (CI's
+    shell), so it cannot stand for Ctrl+C here; by hand, Ctrl+C exits 130."""
     import queue
     import signal
     import threading
@@ -259,11 +261,11 @@ def test_rag_ingest_watch_prints_each_change_and_stops_on_ctrl_c(tmp_path: Path)
         (folder / "a.md").unlink()
         assert printed("added 0, updated 0, unchanged 2, deleted 1"), log()
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=90)
         except subprocess.TimeoutExpired:
             process.kill()
-            raise AssertionError("Ctrl+C did not stop it within 90 s\n" + log()) from None
+            raise AssertionError("SIGTERM did not stop it within 90 s\n" + log()) from None
         stderr.close()
-    assert process.returncode == 130 and "Traceback" not in log(), log()
+    assert process.returncode == 143 and "Traceback" not in log(), log()

@@ -188,7 +188,7 @@ def test_a_reranker_that_helps_headings_only_is_not_installed(tmp_path: Path) ->
     never saw, it does not beat the first stage by more than the noise, so the collection keeps no reranker."""
     data, env = _ingested_zoo(tmp_path)
     trained = subprocess.run(
-        [RAG_BIN, "train-reranker", "--minutes", "1", "--layers", "2"],
+        [RAG_BIN, "train-reranker", "--minutes", "2", "--layers", "2"],
         env=env,
         capture_output=True,
         text=True,

@@ -75,7 +75,7 @@ def _watch(settings: Settings, folder: Path, as_json: bool, quiet: bool) -> int:
     def report(job: Job) -> None:
         if job.state is JobState.FAILED:
             print(f"error: {job.error}", file=sys.stderr, flush=True)
-        elif job.summary is not None and (as_json or _changed(job.summary) or job.summary.failed):
+        elif job.summary is not None and (as_json or job.summary.changed or job.summary.failed):
             when = time.strftime("%H:%M:%S")
             text = json.dumps(job.summary.as_dict()) if as_json else f"[{when}]\n{job.summary.render()}"
             print(text, flush=True)
@@ -88,10 +88,6 @@ def _watch(settings: Settings, folder: Path, as_json: bool, quiet: bool) -> int:
     finally:
         service.close()
     return 0
-
-
-def _changed(summary: Any) -> bool:
-    return bool(summary.added or summary.updated or summary.deleted or summary.moved)
 
 
 def _docs_args(p: argparse.ArgumentParser) -> None:

@@ -69,6 +69,11 @@ class IngestSummary:
     not_started: int = 0  # files left for the next run when cancelled
 
     @property
+    def changed(self) -> bool:
+        """Whether the collection changed: a document added, updated, moved or deleted."""
+        return bool(self.added or self.updated or self.deleted or self.moved)
+
+    @property
     def chunks_per_s(self) -> float:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
@@ -108,7 +113,7 @@ class IngestSummary:
             lines.append(
                 f"cancelled: {_files(self.not_started)} not ingested; the next ingestion of this folder does them"
             )
-        elif not (self.added or self.updated or self.deleted or self.moved):
+        elif not self.changed:
             lines.append("nothing changed: no file was embedded")
         unsupported = Counter(r for _, r in self.skipped if r.startswith("unsupported"))
         lines += [f"  skipped {_files(n)}: {reason}" for reason, n in sorted(unsupported.items())]

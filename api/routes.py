@@ -27,9 +27,8 @@ from rag.store import list_collections
 from service import NAME_MAX_BYTES, RagService
 
 MODEL_PREFIX = "rag:"
-WAIT_LIMIT_S = (
-    600  # ?wait=true holds a worker thread: past this, the answer is 202 with the job, as without it
-)
+# ?wait=true holds a worker thread: past this, the answer is 202 with the job, as without it
+WAIT_LIMIT_S = 600
 
 
 def collection_of(service: RagService, model: str) -> str:

@@ -144,8 +144,8 @@ class RagService:
     def ingest_uploads(self, collection: str) -> Job:
         """Queue an ingestion of the collection's upload folder; it runs in the background (one job at a time per
         collection), and the job reports its progress and can be cancelled."""
-        check_collection_name(collection)
-        return self.jobs.submit(collection, self.uploads_dir(collection), "upload")
+        folder = self.uploads_dir(collection)  # checks the name first
+        return self.jobs.submit(collection, folder, "upload")
 
     def ingest_uploads_now(self, collection: str) -> IngestSummary:
         """The same job, waited for: a script's call that wants the summary."""

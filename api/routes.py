@@ -202,7 +202,7 @@ def _health(service: RagService) -> dict[str, Any]:
         report["status"] = "degraded"
         report["store"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
         names = []
-    report["embedder"] = {"model": settings.embed_model}
+    report["embedder"] = {"model": settings.embed_model, "backend": settings.embed_backend}
     report["reranker"] = {name: describe_reranker(settings, name) for name in names}
     llm = describe_llm(settings)
     if llm["embedded"]:

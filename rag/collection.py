@@ -10,7 +10,7 @@ import threading
 from types import TracebackType
 
 from rag.config import Settings
-from rag.embedder import LazyEmbedder
+from rag.embedder import LazyEmbedder, chosen_backend, embedder_name
 from rag.errors import DocumentNotFound, RagError
 from rag.store import VectorStore, check_collection_name, open_store
 from rag.store.payload import DocumentRecord
@@ -22,25 +22,33 @@ class Collection:
         self.settings = settings
         self.name = check_collection_name(name or settings.collection)
         self.store: VectorStore = open_store(settings, self.name, create=create)
-        self.embedder = LazyEmbedder(settings)
         self._closed = threading.Event()
         try:
-            self._check_embedder()
+            self.embedder = self._embedder()
         except BaseException:
             self.close()
             raise
 
-    def _check_embedder(self) -> None:
-        built_with = (self.store.collection_meta() or {}).get("embedder")
-        if built_with not in (None, self.embedder.name):
+    def _embedder(self) -> LazyEmbedder:
+        """The settings' embedder, checked against the one that built the collection; with RAG_EMBED_BACKEND=auto
+        it runs as the collection was built."""
+        meta = self.store.collection_meta()
+        name = embedder_name(self.settings)
+        built_with = (meta or {}).get("embedder")
+        if built_with not in (None, name):
             raise RagError(
-                f"collection {self.name!r} was built with embedder {built_with!r}, not {self.embedder.name!r}: "
+                f"collection {self.name!r} was built with embedder {built_with!r}, not {name!r}: "
                 "set RAG_EMBED_MODEL to it, or use another collection"
             )
+        if self.settings.embed_url:
+            return LazyEmbedder(self.settings)
+        # Collections from before backends were recorded were all embedded by torch.
+        built_backend = None if meta is None else str(meta.get("embed_backend", "torch"))
+        return LazyEmbedder(self.settings, chosen_backend(self.settings, built_backend))
 
     def ensure_created(self) -> None:
         """Create the store's collection (loads the embedder for its dimension); a no-op when it exists."""
-        self.store.ensure_collection(self.embedder.dimension, self.embedder.name)
+        self.store.ensure_collection(self.embedder.dimension, self.embedder.name, self.embedder.backend)
 
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.store.document_records(), key=lambda d: (d.root, d.source))

@@ -21,6 +21,7 @@ from rag.errors import RagError
 
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 EmbedPrecision = Literal["auto", "float32", "bfloat16"]
+EmbedBackend = Literal["auto", "torch", "onnx", "onnx-int8"]  # benchmarks/embed_bench.py compares them
 RerankBackend = Literal[
     "torch", "torch-bf16", "onnx", "onnx-int8"
 ]  # benchmarks/rerank_bench.py compares them
@@ -43,6 +44,11 @@ class AnswerMode(StrEnum):
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "rag"
+
+
+def _default_model_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rag" / "models"
 
 
 # The --config file of this load_settings() call; RAG_CONFIG when none was given.
@@ -99,6 +105,30 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = _knob(
         STORE, "the Qdrant server's API key", None, validation_alias=_env("QDRANT_API_KEY")
     )
+    qdrant_shards: int | None = _knob(
+        STORE,
+        "with `QDRANT_URL` on a cluster: shards of a new collection (unset: the server's default)",
+        None,
+        ge=1,
+    )
+    qdrant_replicas: int | None = _knob(
+        STORE,
+        "with `QDRANT_URL` on a cluster: copies of each shard (unset: the server's default)",
+        None,
+        ge=1,
+    )
+    store_on_disk: bool = _knob(
+        STORE,
+        "a new collection keeps its dense vectors and payloads on disk, memory-mapped, not in RAM: for collections "
+        "larger than memory (see docs/scale.md)",
+        False,
+    )
+    store_quantization: Literal["none", "int8"] = _knob(
+        STORE,
+        "`int8`: a new collection also keeps a scalar int8 copy of its dense vectors in RAM (a quarter of the "
+        "size), searched first, the best candidates rescored with the originals",
+        "none",
+    )
 
     embed_model: str = _knob(
         EMBED,
@@ -107,11 +137,26 @@ class Settings(BaseSettings):
         PACKAGED_EMBEDDER,
     )
     embed_batch_size: int = _knob(EMBED, "texts embedded at once", 64, ge=1, le=4096)
-    embed_threads: int = _knob(EMBED, "torch threads for embedding; 0 lets torch decide", 0, ge=0)
+    embed_threads: int = _knob(
+        EMBED, "threads for embedding; 0: torch's choice, or all cores for ONNX", 0, ge=0
+    )
+    embed_backend: EmbedBackend = _knob(
+        EMBED,
+        "how the local model runs: `torch` (sentence-transformers), `onnx` or `onnx-int8` (ONNX Runtime, exported "
+        "once into `RAG_MODEL_CACHE`); `auto`: `onnx-int8`, the benchmark's winner (docs/scale.md), except in a "
+        "collection built by a backend not measured interchangeable with it, which keeps its own",
+        "auto",
+    )
     embed_precision: EmbedPrecision = _knob(
         EMBED,
-        "`auto`: bf16 on CPUs with native bf16 (same metrics, about 2x faster there), else fp32",
+        "with the torch backend, `auto`: bf16 on CPUs with native bf16 (same metrics, about 2x faster there), "
+        "else fp32",
         "auto",
+    )
+    model_cache: Path = _knob(
+        EMBED,
+        "where models exported to ONNX are kept (one folder per model)",
+        default_factory=_default_model_cache,
     )
     embed_url: str | None = _knob(
         EMBED,

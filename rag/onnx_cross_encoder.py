@@ -1,27 +1,26 @@
 """A cross-encoder run by ONNX Runtime, in fp32 or dynamic int8, without optimum.
 
-sentence-transformers' ONNX backend needs optimum-onnx, which pins transformers < 4.58; this stack runs
-transformers 5. So a local CrossEncoder folder is exported here with `torch.onnx` (once, beside its weights:
-model.onnx, and model.int8.onnx quantized by onnxruntime.quantization), tokenized by its own fast tokenizer, and
-scored as CrossEncoder.predict scores a one-label model: the sigmoid of the logit.
+A local CrossEncoder folder is exported once, beside its weights (model.onnx, and model.int8.onnx; see
+rag/onnx_export.py), tokenized by its own fast tokenizer, and scored as CrossEncoder.predict scores a one-label
+model: the sigmoid of the logit.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rag.onnx_export import EAGER, cores, quantize
+from rag.onnx_export import export as export_graph
+
 log = logging.getLogger("rag.rerank")
 
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _export_lock = threading.Lock()
 
 
@@ -34,7 +33,7 @@ class OnnxCrossEncoder:
 
         path = ensure_exported(folder, backend)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _cores()
+        options.intra_op_num_threads = cores()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -74,47 +73,12 @@ def ensure_exported(folder: Path, backend: str) -> Path:
 
 
 def export(folder: Path, target: Path) -> None:
-    """torch.onnx export of the folder's CrossEncoder (dynamic batch and length), written atomically."""
-    import torch
+    """The folder's CrossEncoder as one ONNX graph of logits (rag/onnx_export.py)."""
     from sentence_transformers import CrossEncoder
 
     log.info("exporting the cross-encoder in %s to ONNX", folder)
-    model = CrossEncoder(str(folder), device="cpu").model.eval()
-    example = torch.ones((2, 8), dtype=torch.long)
-    args = (example, torch.ones_like(example), torch.zeros_like(example))
-    axes = {name: {0: "batch", 1: "length"} for name in _INPUTS}
-    partial = target.with_name(target.name + ".partial")
-    with warnings.catch_warnings():  # the tracer's notes on BERT's Python branches, not ours to act on
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            args,
-            str(partial),
-            input_names=list(_INPUTS),
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    os.replace(partial, target)
-
-
-def quantize(fp32: Path, target: Path) -> None:
-    """Dynamic int8 weights (activations quantized at run time), written atomically."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    log.info("quantizing %s to int8", fp32)
-    partial = target.with_name(target.name + ".partial")
-    logging.disable(logging.WARNING)  # its advice to pre-process is for static (calibrated) quantization
-    try:
-        quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8)
-    finally:
-        logging.disable(logging.NOTSET)
-    os.replace(partial, target)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    model = CrossEncoder(str(folder), device="cpu", model_kwargs=EAGER).model.eval()
+    export_graph(model, model.config, target, "logits")
 
 
 def load(name: str, backend: str, max_length: int) -> Any:

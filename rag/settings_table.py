@@ -26,8 +26,9 @@ def env_name(name: str, field: FieldInfo) -> str:
 
 
 def shown_default(name: str, field: FieldInfo) -> str:
-    if name == "data_dir":
-        return "`~/.local/share/rag`"
+    home_relative = {"data_dir": "`~/.local/share/rag`", "model_cache": "`~/.cache/rag/models`"}
+    if name in home_relative:  # the machine's home is not the reader's
+        return home_relative[name]
     value: Any = field.get_default(call_default_factory=True)
     if value is None:
         return "unset"

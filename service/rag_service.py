@@ -223,8 +223,9 @@ class RagService:
             if self.settings.qdrant_url
             else "qdrant-edge (embedded)"
         )
+        backend = opened.embedder.backend if opened else None
         return {
-            "embedder": self.settings.embed_model,
+            "embedder": f"{self.settings.embed_model} ({backend})" if backend else self.settings.embed_model,
             "reranker": reranker,
             "llm": f"{llm['model']} @ {where}",
             "store": f"{store}, collection {collection!r}",

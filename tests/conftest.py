@@ -13,14 +13,16 @@ import pytest
 
 import rag  # noqa: F401  (sets the offline environment before anything loads a model)
 from rag.config import Settings
-from rag.embedder import Embedder, get_embedder
+from rag.embedder import LocalEmbedder, get_embedder
 
 REPO = Path(__file__).resolve().parent.parent
 RAG_BIN = str(Path(sys.executable).parent / "rag")
 
 
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
+@pytest.fixture(scope="session", autouse=True)
+def embedder() -> LocalEmbedder:
+    """The default embedder; loaded first in every session so the ONNX export a fresh machine makes once is
+    done here, not inside a launched process whose output a test reads."""
     return get_embedder()
 
 

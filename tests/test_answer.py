@@ -12,7 +12,7 @@ import pytest
 from rag.answer import Answer, ChatPipeline, Turn, open_chat
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.prompt import SYSTEM, build_prompt
 from rag.search import Searcher
 from rag.store import Hit
@@ -40,7 +40,7 @@ def edge_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def collection(edge_settings: Settings, corpus: Path, embedder: Embedder) -> Iterator[Collection]:
+def collection(edge_settings: Settings, corpus: Path, embedder: LocalEmbedder) -> Iterator[Collection]:
     run_ingest(edge_settings, corpus)
     with Collection(edge_settings) as opened:
         yield opened
@@ -127,7 +127,9 @@ def test_ask_json_shape(tmp_path: Path, corpus: Path) -> None:
         assert set(source) >= {"n", "source", "page", "score", "text"}
 
 
-def test_endpoint_down_is_one_line_without_the_key(tmp_path: Path, corpus: Path, embedder: Embedder) -> None:
+def test_endpoint_down_is_one_line_without_the_key(
+    tmp_path: Path, corpus: Path, embedder: LocalEmbedder
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", collection="down")
     run_ingest(settings, corpus)
     env = cli_env(settings.data_dir) | {
@@ -146,7 +148,7 @@ def test_endpoint_down_is_one_line_without_the_key(tmp_path: Path, corpus: Path,
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot reach")
 
 
-def test_server_backend_answers_too(server_settings: Settings, corpus: Path, embedder: Embedder) -> None:
+def test_server_backend_answers_too(server_settings: Settings, corpus: Path, embedder: LocalEmbedder) -> None:
     run_ingest(server_settings, corpus)
     with Collection(server_settings) as collection:
         answer: Answer = open_chat(collection).ask("What do alpacas eat?")

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from rag.answer import REFUSAL
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from tests.conftest import RAG_BIN, cli_env, launched
 from tests.docs_factory import make_corpus
 
@@ -147,7 +147,7 @@ def test_malformed_json_and_a_chunked_oversized_body_get_their_own_errors(server
     assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request_too_large", chunked.text
 
 
-def test_models_and_embeddings(server: Server, embedder: Embedder) -> None:
+def test_models_and_embeddings(server: Server, embedder: LocalEmbedder) -> None:
     client = server.client()
     assert [m.id for m in client.models.list()] == ["test"]
     texts = ["Alpacas eat grass.", "The capybara is a rodent."]

@@ -14,7 +14,7 @@ from evals.run import calibrate
 from rag.answer import Answer, ChatPipeline, Status, Token, Turn
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.errors import RagError
 from rag.llm import LLMClient
 from rag.prompt import REFUSAL, Prompt, build_prompt, is_refusal
@@ -25,7 +25,7 @@ from tests.test_ingest import run_ingest
 
 
 @pytest.fixture(scope="module")
-def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Collection]:
+def collection(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Iterator[Collection]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"), collection="fake", answer_mode="generate")
     run_ingest(settings, make_corpus(tmp_path_factory.mktemp("corpus")))
     with Collection(settings) as opened:

@@ -12,7 +12,7 @@ import pytest
 from rag.answer import SUMMARY_LABEL, ChatPipeline, open_chat
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.evidence import render, select, units_of
 from rag.llm import LLMClient
 from rag.search import Searcher
@@ -90,7 +90,7 @@ def test_selection_keeps_document_order_and_cites_every_sentence() -> None:
 
 
 @pytest.fixture(scope="module")
-def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Collection]:
+def collection(tmp_path_factory: pytest.TempPathFactory, embedder: LocalEmbedder) -> Iterator[Collection]:
     root = tmp_path_factory.mktemp("corpus")
     (root / "perlfaq4.md").write_text(f"# Data: Hashes\n\n{PERL}")
     (root / "approvals.md").write_text(

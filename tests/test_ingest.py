@@ -16,7 +16,7 @@ import ingest.job
 from ingest.job import IngestJob, IngestSummary
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.store import open_store
 from rag.store.payload import DocumentRecord
 from tests.conftest import RAG_BIN, REPO, cli_env
@@ -45,7 +45,7 @@ def snapshot(settings: Settings) -> dict[str, Any]:
 
 
 def test_every_format_is_ingested_with_its_payload(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
     summary = run_ingest(settings, root)
@@ -79,7 +79,7 @@ def test_every_format_is_ingested_with_its_payload(
 
 
 def test_rerun_is_idempotent_and_embeds_nothing(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
     run_ingest(settings, root)
@@ -94,7 +94,7 @@ def test_rerun_is_idempotent_and_embeds_nothing(
 
 
 def test_changed_file_replaces_chunks_and_removed_file_is_deleted(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
     run_ingest(settings, root)
@@ -110,7 +110,7 @@ def test_changed_file_replaces_chunks_and_removed_file_is_deleted(
 
 
 def test_bad_inputs_fail_alone_and_lose_nothing(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = make_corpus(tmp_path / "corpus")
     run_ingest(settings, root)
@@ -154,7 +154,8 @@ def test_cli_exit_codes_and_unreadable_file(tmp_path: Path) -> None:
             if path != secret:
                 path.chmod(0o777 if path.is_dir() else 0o666)
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    env = cli_env(data) | {"HOME": str(tmp_path)}
+    # torch: the unprivileged user cannot read root's ONNX model cache, and would export the model again
+    env = cli_env(data) | {"HOME": str(tmp_path), "RAG_EMBED_BACKEND": "torch"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     assert "FAILED  secret.md: permission denied" in result.stdout
@@ -181,7 +182,7 @@ def test_an_unreadable_subfolder_keeps_its_documents(tmp_path: Path) -> None:
         for path in (tmp_path, *tmp_path.rglob("*")):
             path.chmod(0o777 if path.is_dir() else 0o666)
         command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    env = cli_env(tmp_path / "data") | {"HOME": str(tmp_path)}
+    env = cli_env(tmp_path / "data") | {"HOME": str(tmp_path), "RAG_EMBED_BACKEND": "torch"}  # as above
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0 and "added 2" in first.stdout, first.stdout + first.stderr
     sub.chmod(0o000)
@@ -195,7 +196,7 @@ def test_an_unreadable_subfolder_keeps_its_documents(tmp_path: Path) -> None:
 
 
 def test_a_first_ingest_stopped_before_its_record_leaves_no_orphan_chunks(
-    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped after a file's chunks were written but before its record: the next run reconciles them."""
     root = tmp_path / "corpus"
@@ -220,7 +221,7 @@ def test_a_first_ingest_stopped_before_its_record_leaves_no_orphan_chunks(
 
 
 def test_streamed_file_is_written_in_parts(
-    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest.job, "PART_CHUNKS", 4)
     root = tmp_path / "corpus"
@@ -235,7 +236,7 @@ def test_streamed_file_is_written_in_parts(
 
 
 def test_same_results_through_both_backends(
-    tmp_path: Path, settings: Settings, server_settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, server_settings: Settings, embedder: LocalEmbedder
 ) -> None:
     from rag.sparse import bm25_query
 
@@ -270,7 +271,9 @@ def test_same_results_through_both_backends(
     assert weight_zero == dense_order  # a BM25 weight of 0 leaves the dense order
 
 
-def test_locked_store_gives_one_line_message(tmp_path: Path, settings: Settings, embedder: Embedder) -> None:
+def test_locked_store_gives_one_line_message(
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
+) -> None:
     root = make_corpus(tmp_path / "corpus")
     run_ingest(settings, root)
     holder = open_store(settings)
@@ -287,7 +290,7 @@ def test_locked_store_gives_one_line_message(tmp_path: Path, settings: Settings,
 
 
 def test_pdf_with_many_pages_records_page_count(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = tmp_path / "corpus"
     root.mkdir()
@@ -308,7 +311,8 @@ def snapshot_records(settings: Settings) -> list[DocumentRecord]:
 # `rag ingest ...` in a fresh interpreter, then which model libraries that run imported.
 LOAD_PROBE = (
     "import sys; from cli.main import main; code = main(sys.argv[1:]); "
-    "print('models imported:', sorted({'torch', 'sentence_transformers'} & set(sys.modules))); sys.exit(code)"
+    "print('models imported:', sorted({'torch', 'sentence_transformers', 'onnxruntime'} & set(sys.modules))); "
+    "sys.exit(code)"
 )
 
 
@@ -324,7 +328,7 @@ def test_unchanged_rerun_loads_no_model(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = probe_ingest(root, data)
     assert first.returncode == 0, first.stderr
-    assert "models imported: ['sentence_transformers', 'torch']" in first.stdout  # the probe sees a load
+    assert "'onnxruntime'" in first.stdout  # the probe sees a load (the default backend's runtime)
     assert "scanning" not in first.stderr and "chunks" not in first.stderr  # --no-progress shows none
     again = probe_ingest(root, data)
     assert again.returncode == 0, again.stderr
@@ -337,7 +341,7 @@ def test_unchanged_rerun_loads_no_model(tmp_path: Path) -> None:
 
 
 def test_each_document_records_when_it_was_written(
-    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest.job, "EMBED_GROUP_BATCHES", 1)
     settings = settings.model_copy(update={"embed_batch_size": 1})  # one chunk per write: one file each
@@ -361,7 +365,7 @@ def test_each_document_records_when_it_was_written(
 
 
 def test_a_reader_that_stops_early_is_not_an_error(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     """`rag docs --json | head -1`: the closed pipe ends the listing quietly, exit 0, not "error: Broken pipe"."""
     run_ingest(settings, make_corpus(tmp_path / "corpus"))
@@ -378,7 +382,7 @@ def test_a_reader_that_stops_early_is_not_an_error(
 
 
 def test_a_file_name_with_a_newline_stays_on_its_row_of_the_docs_table(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     from cli.commands import _docs_table
     from rag.collection import Collection

@@ -11,11 +11,11 @@ import pytest
 
 from ingest.job import ingest_folder
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from tests.docs_factory import make_corpus
 
 
-def test_embed_reports_each_batch_and_keeps_the_order(embedder: Embedder) -> None:
+def test_embed_reports_each_batch_and_keeps_the_order(embedder: LocalEmbedder) -> None:
     small_batches = copy.copy(embedder)  # the same loaded model, two texts a batch
     small_batches.batch_size = 2
     texts = [f"Note {i}: the llama " + "eats grass and hums " * (7 - i) for i in range(7)]

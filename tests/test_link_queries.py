@@ -9,7 +9,7 @@ from pathlib import Path
 from evals.datasets import python_faq_references
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.store.payload import DocumentRecord
 from tests.test_ingest import run_ingest
 from training.links import LinkQuery, page_link_queries
@@ -68,7 +68,7 @@ def _site(root: Path) -> Path:
 
 
 def test_mined_link_groups_point_to_the_linked_page_and_never_take_negatives_from_the_quoting_page(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     run_ingest(settings, _site(tmp_path / "site"))
     with Collection(settings) as collection:

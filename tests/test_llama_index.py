@@ -13,7 +13,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.integrations.llama_index import CollectionRetriever, open_retriever, query_engine
 from rag.search import Searcher
 from rag.store.base import chunk_id
@@ -68,7 +68,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
 
 
 def test_retriever_evaluator_agrees_with_rag_eval(
-    ingested: tuple[Settings, dict], embedder: Embedder
+    ingested: tuple[Settings, dict], embedder: LocalEmbedder
 ) -> None:
     settings, ours = ingested
     with Collection(settings) as collection:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.errors import RagError
 from rag.llm import LLMClient, open_llm
 from tests.conftest import RAG_BIN, cli_env
@@ -119,7 +119,7 @@ def _ask_in_generate_mode(tmp_path: Path, fake: FakeLLM) -> subprocess.Completed
 
 
 def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
-    tmp_path: Path, embedder: Embedder, fake: FakeLLM
+    tmp_path: Path, embedder: LocalEmbedder, fake: FakeLLM
 ) -> None:
     fake.raw = ("application/octet-stream", bytes(range(256)) * 4)
     result = _ask_in_generate_mode(tmp_path, fake)
@@ -128,7 +128,9 @@ def test_cli_with_a_garbage_endpoint_exits_2_with_one_line(
     assert result.stderr.strip().splitlines()[-1].startswith("error: the LLM endpoint at 127.0.0.1:")
 
 
-def test_rag_ask_with_a_cut_off_answer_exits_2(tmp_path: Path, embedder: Embedder, fake: FakeLLM) -> None:
+def test_rag_ask_with_a_cut_off_answer_exits_2(
+    tmp_path: Path, embedder: LocalEmbedder, fake: FakeLLM
+) -> None:
     """It printed "Wombats eat" and exited 0."""
     fake.raw = ("text/event-stream", CUT_STREAM)
     result = _ask_in_generate_mode(tmp_path, fake)

@@ -7,7 +7,7 @@ import pytest
 
 from ingest.chunking import Chunker
 from ingest.loaders import LoadError, load_docx, load_html, load_pdf, load_text
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.tokens import count_tokens
 from tests.docs_factory import HTML, write_docx, write_pdf
 
@@ -77,11 +77,11 @@ def test_binary_named_txt_is_rejected(tmp_path: Path) -> None:
         list(load_text(path))
 
 
-def _chunker(embedder: Embedder, size: int = 180) -> Chunker:
+def _chunker(embedder: LocalEmbedder, size: int = 180) -> Chunker:
     return Chunker(count_tokens, size, 30, lambda t: embedder.count_tokens(t) <= embedder.max_tokens)
 
 
-def test_chunks_fit_the_embedder_window_and_spans_are_exact(tmp_path: Path, embedder: Embedder) -> None:
+def test_chunks_fit_the_embedder_window_and_spans_are_exact(tmp_path: Path, embedder: LocalEmbedder) -> None:
     # Text that tiktoken counts as few tokens but word pieces split finely: the window guard must catch it.
     odd = " ".join(f"qzx{i}vbn_{i * 7}ffj" for i in range(400))
     prose = " ".join(f"Sentence number {i} explains a detail about llamas." for i in range(300))
@@ -94,14 +94,14 @@ def test_chunks_fit_the_embedder_window_and_spans_are_exact(tmp_path: Path, embe
     assert chunks[-1].char_end == len(text)
 
 
-def test_chunks_overlap_and_respect_sentences(embedder: Embedder) -> None:
+def test_chunks_overlap_and_respect_sentences(embedder: LocalEmbedder) -> None:
     text = " ".join(f"Sentence {i} is here." for i in range(200))
     chunks = list(_chunker(embedder, 80).chunk_text(text, None, None))
     assert all(c.text.endswith(".") for c in chunks)
     assert all(b.char_start < a.char_end for a, b in zip(chunks, chunks[1:], strict=False))
 
 
-def test_large_text_file_streams_in_bounded_memory(tmp_path: Path, embedder: Embedder) -> None:
+def test_large_text_file_streams_in_bounded_memory(tmp_path: Path, embedder: LocalEmbedder) -> None:
     path = tmp_path / "big.txt"
     paragraph = ("All work and no play makes Jack a dull boy. " * 20 + "\n\n").encode()
     with path.open("wb") as handle:

@@ -13,7 +13,7 @@ import pytest
 from ingest.job import IngestJob, IngestSummary
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.sparse import bm25_document, bm25_query
 from rag.store import PointData, open_store
 from rag.store.base import chunk_id, document_id
@@ -59,7 +59,7 @@ def state(settings: Settings) -> dict[str, Any]:
 
 @pytest.mark.parametrize("backend", ["settings", "server_settings"], ids=["edge", "server"])
 def test_a_moved_folder_is_the_same_documents_at_their_new_path_without_embedding(
-    tmp_path: Path, embedder: Embedder, backend: str, request: pytest.FixtureRequest
+    tmp_path: Path, embedder: LocalEmbedder, backend: str, request: pytest.FixtureRequest
 ) -> None:
     # The chunks' path is set by a filter, which each engine translates on its own.
     settings: Settings = request.getfixturevalue(backend)
@@ -81,7 +81,7 @@ def test_a_moved_folder_is_the_same_documents_at_their_new_path_without_embeddin
     assert_each_passage_once(settings, embedder, "Where do quokkas live?", moved)
 
 
-def assert_each_passage_once(settings: Settings, embedder: Embedder, question: str, root: Path) -> None:
+def assert_each_passage_once(settings: Settings, embedder: LocalEmbedder, question: str, root: Path) -> None:
     store = open_store(settings)
     try:
         hits = store.search_hybrid(embedder.embed_query(question), bm25_query(question), limit=20)
@@ -95,7 +95,7 @@ def assert_each_passage_once(settings: Settings, embedder: Embedder, question: s
 
 @pytest.mark.parametrize("order", [("in", "in/sub"), ("in/sub", "in")], ids=["sub-after", "parent-after"])
 def test_a_folder_and_its_subfolder_ingested_in_turn_hold_each_file_once(
-    tmp_path: Path, settings: Settings, embedder: Embedder, order: tuple[str, str]
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder, order: tuple[str, str]
 ) -> None:
     write_docs(tmp_path / "in")
     first, second = (tmp_path / name for name in order)
@@ -109,7 +109,7 @@ def test_a_folder_and_its_subfolder_ingested_in_turn_hold_each_file_once(
 
 
 def test_a_file_recorded_twice_by_an_earlier_version_is_left_once_by_the_next_ingest(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = write_docs(tmp_path / "in")
     run_ingest(settings, root)
@@ -121,7 +121,7 @@ def test_a_file_recorded_twice_by_an_earlier_version_is_left_once_by_the_next_in
     assert state(settings) == before
 
 
-def record_again_under(settings: Settings, embedder: Embedder, root: Path, sub: str) -> None:
+def record_again_under(settings: Settings, embedder: LocalEmbedder, root: Path, sub: str) -> None:
     """Each document under root/sub written a second time as the old version did: keyed by root/sub and the
     path below it, its own doc_id, record and chunks."""
     store = open_store(settings)
@@ -148,7 +148,7 @@ def record_again_under(settings: Settings, embedder: Embedder, root: Path, sub: 
 
 
 def test_a_subfolder_ingest_updates_and_deletes_the_files_the_parent_ingest_recorded(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = write_docs(tmp_path / "in")
     (root / "sub" / "wombats.md").write_text("# Wombats\n\nWombats dig burrows.\n")
@@ -164,7 +164,7 @@ def test_a_subfolder_ingest_updates_and_deletes_the_files_the_parent_ingest_reco
 
 
 def test_the_same_content_at_two_live_paths_is_one_document_and_reported(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = write_docs(tmp_path / "in")
     (root / "twin").mkdir()
@@ -185,7 +185,7 @@ def test_the_same_content_at_two_live_paths_is_one_document_and_reported(
 
 
 def test_a_move_stopped_before_its_record_is_finished_by_the_next_run(
-    tmp_path: Path, settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Killed after the chunks got the new path but before the record did: the next run moves it again."""
     root = write_docs(tmp_path / "ds")
@@ -241,7 +241,7 @@ def test_rag_docs_prune_lists_documents_whose_files_are_gone_then_removes_them_w
 
 
 def test_the_ui_removes_documents_whose_files_are_gone_after_a_confirm_step(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     from ui.app import ChatApp
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rag.answer import open_chat
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from tests.conftest import RAG_BIN, cli_env
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
@@ -61,7 +61,7 @@ def _rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_scanned_pages_and_images_are_read_and_cited_with_their_page(
-    tmp_path: Path, embedder: Embedder
+    tmp_path: Path, embedder: LocalEmbedder
 ) -> None:
     """Ingested by the CLI as a user would; asked in-process (the same pipeline as `rag ask`, without a process start
     per question) and once by the CLI, whose sources say where and how each passage was read."""

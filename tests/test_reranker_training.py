@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rag.collection import Collection
 from rag.config import Settings
-from rag.embedder import Embedder
+from rag.embedder import LocalEmbedder
 from rag.reranker_card import RerankerCard, collection_reranker_dir
 from rag.search import Searcher
 from tests.conftest import RAG_BIN, cli_env
@@ -35,7 +35,7 @@ def _corpus(root: Path) -> Path:
 
 
 def test_mining_yields_valid_groups_and_honours_exclusions(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     root = _corpus(tmp_path / "corpus")
     run_ingest(settings, root)
@@ -305,7 +305,7 @@ def test_a_trained_reranker_is_found_calibrated_and_not_replaced_by_a_worse_one(
 
 
 def test_keyword_queries_use_salient_terms_not_in_the_heading(
-    tmp_path: Path, settings: Settings, embedder: Embedder
+    tmp_path: Path, settings: Settings, embedder: LocalEmbedder
 ) -> None:
     run_ingest(settings, _corpus(tmp_path / "corpus"))
     with Collection(settings) as collection:

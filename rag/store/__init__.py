@@ -5,6 +5,7 @@ from __future__ import annotations
 from rag.config import Settings
 from rag.errors import BadCollectionName, CollectionNotFound
 from rag.store.base import Hit, PointData, SearchFilter, SparseVec, VectorStore
+from rag.store.qdrant import Layout
 
 
 def check_collection_name(name: str) -> str:
@@ -45,7 +46,7 @@ def open_store(settings: Settings, collection: str | None = None, create: bool =
     if settings.qdrant_url:
         from rag.store.server import ServerStore
 
-        store = ServerStore(_server_client(settings), name, settings.qdrant_url)
+        store = ServerStore(_server_client(settings), name, settings.qdrant_url, layout(settings))
         if not create and not store.exists:
             store.close()
             raise _no_collection(name)
@@ -54,7 +55,16 @@ def open_store(settings: Settings, collection: str | None = None, create: bool =
         raise _no_collection(name)  # before EdgeStore, which would create the folder and its lock
     from rag.store.edge import EdgeStore
 
-    return EdgeStore(settings.collection_dir(name))
+    return EdgeStore(settings.collection_dir(name), layout(settings))
+
+
+def layout(settings: Settings) -> Layout:
+    return Layout(
+        on_disk=settings.store_on_disk,
+        int8=settings.store_quantization == "int8",
+        shards=settings.qdrant_shards,
+        replicas=settings.qdrant_replicas,
+    )
 
 
 def _no_collection(name: str) -> CollectionNotFound:

@@ -11,7 +11,17 @@ import qdrant_edge as qe
 
 from rag.errors import RagError, StoreLockedError
 from rag.store.base import KIND_CHUNK, SearchFilter
-from rag.store.qdrant import CollectionSpec, Nearest, QdrantStore, Row, Vector, build_filter, native_vector
+from rag.store.qdrant import (
+    OVERSAMPLING,
+    CollectionSpec,
+    Layout,
+    Nearest,
+    QdrantStore,
+    Row,
+    Vector,
+    build_filter,
+    native_vector,
+)
 
 FULL_SCAN_THRESHOLD = 10000  # qdrant-edge has no default; this is the server's
 
@@ -42,12 +52,20 @@ class _DirLock:
             self._fd = -1
 
 
-def _params(search: Nearest) -> qe.SearchParams | None:
-    return qe.SearchParams(hnsw_ef=search.ef) if search.ef else None
+def _params(search: Nearest) -> qe.SearchParams:
+    # Rescoring asked for always: the engine ignores it where a collection has no quantized copy.
+    return qe.SearchParams(
+        hnsw_ef=search.ef, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
+    )
 
 
 def _native(vector: Vector) -> list[float] | qe.SparseVector:
     return native_vector(vector, qe.SparseVector)
+
+
+def _int8() -> qe.ScalarQuantizationConfig:
+    # quantile 0.99: the 1% most extreme values are clipped rather than stretching every vector's int8 range
+    return qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
 
 
 def _query(search: Nearest) -> qe.Query:
@@ -94,8 +112,16 @@ class EdgeEngine:
 
     def create(self, spec: CollectionSpec) -> None:
         config = qe.EdgeConfig(
-            vectors={spec.dense: qe.EdgeVectorParams(size=spec.dimension, distance=qe.Distance.Cosine)},
+            vectors={
+                spec.dense: qe.EdgeVectorParams(
+                    size=spec.dimension,
+                    distance=qe.Distance.Cosine,
+                    memory=qe.Memory.Cold if spec.layout.on_disk else None,
+                    quantization_config=_int8() if spec.layout.int8 else None,
+                )
+            },
             sparse_vectors={spec.sparse: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            payload_memory=qe.Memory.Cold if spec.layout.on_disk else None,  # None: the engine's default
             hnsw_config=qe.HnswIndexConfig(
                 m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD
             ),
@@ -158,9 +184,9 @@ class EdgeEngine:
 class EdgeStore(QdrantStore):
     """One qdrant-edge shard per collection, under `<data_dir>/collections/<name>/shard`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, layout: Layout | None = None) -> None:
         self.edge = EdgeEngine(folder)
-        super().__init__(self.edge)
+        super().__init__(self.edge, layout)
         self.folder = folder
 
     @property

@@ -41,10 +41,27 @@ S = TypeVar("S")
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where a new collection keeps its data. on_disk: dense vectors and payloads memory-mapped from disk, not
+    held in RAM; int8: a scalar-quantized copy of the dense vectors kept in RAM, searched first, its best
+    candidates rescored with the originals."""
+
+    on_disk: bool = False
+    int8: bool = False
+    shards: int | None = None  # a Qdrant cluster's: None keeps the server's default
+    replicas: int | None = None
+
+
+# Candidates rescored with the original vectors, per result asked for, when the collection has int8 copies.
+OVERSAMPLING = 2.0
+
+
+@dataclass(frozen=True)
 class CollectionSpec:
     """A new collection: a cosine dense vector, a BM25 sparse vector with the IDF modifier, keyword indexes."""
 
     dimension: int
+    layout: Layout = Layout()
     dense: str = DENSE
     sparse: str = SPARSE
     hnsw_m: int = HNSW_M
@@ -149,19 +166,23 @@ def build_filter(parts: FilterParts, flt: SearchFilter | None = None, **equal: s
 class QdrantStore:
     """The VectorStore over an engine: what is stored, how it is filtered, and what a search returns."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, layout: Layout | None = None) -> None:
         self.engine = engine
         self.description = engine.description
+        self.layout = layout or Layout()  # for a collection this store creates; an existing one keeps its own
 
     @property
     def exists(self) -> bool:
         return self.engine.exists
 
-    def ensure_collection(self, dimension: int, embedder: str) -> None:
+    def ensure_collection(self, dimension: int, embedder: str, backend: str | None = None) -> None:
+        """Create the collection with its meta record: the embedder (and how it ran) that its vectors come from."""
         if self.engine.exists:
             return
-        self.engine.create(CollectionSpec(dimension))
+        self.engine.create(CollectionSpec(dimension, self.layout))
         meta = {"kind": KIND_META, "embedder": embedder, "dimension": dimension}
+        if backend:
+            meta["embed_backend"] = backend
         self.upsert([PointData(id=META_ID, payload=meta)])
         self.engine.flush()
 

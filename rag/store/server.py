@@ -11,7 +11,16 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from rag.errors import RagError
-from rag.store.qdrant import CollectionSpec, Nearest, QdrantStore, Row, Vector, native_vector
+from rag.store.qdrant import (
+    OVERSAMPLING,
+    CollectionSpec,
+    Layout,
+    Nearest,
+    QdrantStore,
+    Row,
+    Vector,
+    native_vector,
+)
 
 
 def make_client(url: str, api_key: str | None, timeout: float = 30.0) -> QdrantClient:
@@ -22,8 +31,19 @@ def make_client(url: str, api_key: str | None, timeout: float = 30.0) -> QdrantC
     return QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
 
 
-def _params(search: Nearest) -> models.SearchParams | None:
-    return models.SearchParams(hnsw_ef=search.ef) if search.ef else None
+def _params(search: Nearest) -> models.SearchParams:
+    # Rescoring asked for always: the server ignores it where a collection has no quantized copy.
+    return models.SearchParams(
+        hnsw_ef=search.ef,
+        quantization=models.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING),
+    )
+
+
+def _int8() -> models.ScalarQuantization:
+    # quantile 0.99: the 1% most extreme values are clipped rather than stretching every vector's int8 range
+    return models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+    )
 
 
 def _native(vector: Vector) -> list[float] | models.SparseVector:
@@ -62,9 +82,15 @@ class ServerEngine:
         self.client.create_collection(
             self.name,
             vectors_config={
-                spec.dense: models.VectorParams(size=spec.dimension, distance=models.Distance.COSINE)
+                spec.dense: models.VectorParams(
+                    size=spec.dimension, distance=models.Distance.COSINE, on_disk=spec.layout.on_disk
+                )
             },
             sparse_vectors_config={spec.sparse: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            on_disk_payload=spec.layout.on_disk,
+            shard_number=spec.layout.shards,
+            replication_factor=spec.layout.replicas,
+            quantization_config=_int8() if spec.layout.int8 else None,
             hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
         )
         for name in spec.keyword_fields:
@@ -126,7 +152,7 @@ class ServerEngine:
 class ServerStore(QdrantStore):
     """One collection of a Qdrant server, or of qdrant-client's local mode."""
 
-    def __init__(self, client: QdrantClient, collection: str, url: str) -> None:
-        super().__init__(ServerEngine(client, collection, url))
+    def __init__(self, client: QdrantClient, collection: str, url: str, layout: Layout | None = None) -> None:
+        super().__init__(ServerEngine(client, collection, url), layout)
         self.client = client
         self.name = collection

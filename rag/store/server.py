@@ -31,7 +31,11 @@ def make_client(url: str, api_key: str | None, timeout: float = 30.0) -> QdrantC
     return QdrantClient(url=url, api_key=api_key, timeout=int(timeout))
 
 
-def _params(search: Nearest) -> models.SearchParams:
+def _params(search: Nearest, local: bool) -> models.SearchParams | None:
+    if (
+        local
+    ):  # qdrant-client's local mode searches exactly and warns at every search that is given parameters
+        return None
     # Rescoring asked for always: the server ignores it where a collection has no quantized copy.
     return models.SearchParams(
         hnsw_ef=search.ef,
@@ -56,6 +60,7 @@ class ServerEngine:
     def __init__(self, client: QdrantClient, collection: str, url: str) -> None:
         self.client = client
         self.name = collection
+        self.local = url == ":memory:" or url.startswith("path:")
         self.description = f"Qdrant at {url.split('@')[-1]} collection {collection!r}"
         try:
             self._exists = client.collection_exists(collection)
@@ -131,7 +136,7 @@ class ServerEngine:
             self.name,
             query=_native(search.vector),
             using=search.using,
-            search_params=_params(search),
+            search_params=_params(search, self.local),
             query_filter=search.where,
             limit=search.limit,
             with_payload=True,

@@ -30,7 +30,7 @@ import rag  # noqa: F401  (offline environment)
 from rag.sparse import bm25_document, bm25_query
 from rag.store.base import DENSE, PointData
 from rag.store.edge import EdgeStore, edge_filter
-from rag.store.qdrant import Layout
+from rag.store.qdrant import HNSW_EF, Layout
 
 WORDS = [f"w{i}" for i in range(20000)]
 DIM = 384
@@ -257,32 +257,71 @@ def llm_times(runs: int = 5) -> tuple[float, float]:
     return statistics.median(firsts), statistics.median(totals)
 
 
-def serve(folder: Path, queries: Path) -> None:
+def serve(folder: Path, queries: Path, ef: int) -> None:
     """Stage run in a fresh process: open a built collection and search it, so the RSS measured is a serving
     process's (the builder's memory is not in it). Prints one JSON line."""
     import json
     import resource
 
+    import rag.store.qdrant
+
+    rag.store.qdrant.HNSW_EF = ef  # read at each search: the beam this run measures
     saved = np.load(queries)
+    asked = Queries(saved["vectors"], [str(t) for t in saved["texts"]])
     store = EdgeStore(folder)
     try:
-        result = measure(store, Queries(saved["vectors"], [str(t) for t in saved["texts"]]))
+        for row, text in zip(asked.vectors, asked.texts, strict=True):  # serving: hybrid searches only
+            store.search_hybrid(row.tolist(), bm25_query(text), 30)
+        serving = rss_mb()
+        result = measure(store, asked)  # then the exact searches, which read every vector
     finally:
         store.close()
-    result["serving_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result |= {f"serving_{k}": v for k, v in serving.items()}
+    result["peak_rss_mb_with_exact"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
-def measure_apart(folder: Path, queries: Queries) -> dict[str, float]:
+def rss_mb() -> dict[str, float]:
+    """The process's resident memory now: all of it, and its anonymous (heap) and file-mapped parts."""
+    fields = {"VmRSS": "rss_mb", "RssAnon": "anon_mb", "RssFile": "file_mb"}
+    found = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in fields:
+            found[fields[key]] = int(value.split()[0]) / 1024
+    return found
+
+
+def measure_apart(folder: Path, queries: Queries, ef: int) -> dict[str, float]:
     import json
     import subprocess
     import sys
 
     saved = folder.parent / "queries.npz"
     np.savez(saved, vectors=queries.vectors, texts=np.array(queries.texts))
-    command = [sys.executable, "-m", "benchmarks.retrieval_bench", "--serve", str(folder), str(saved)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.retrieval_bench",
+        "--serve",
+        str(folder),
+        str(saved),
+        str(ef),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def report(size: int, layout: str, ef: int, built_s: float, result: dict[str, float]) -> None:
+    verdict = "PASS" if result["hybrid_p50_ms"] <= 15 and result["hnsw_recall@10"] >= 0.95 else "FAIL"
+    print(
+        f"  {size:>7} points, {layout}, ef {ef}: hybrid p50 {result['hybrid_p50_ms']:.2f} ms, "
+        f"p95 {result['hybrid_p95_ms']:.2f} ms; dense p50 {result['dense_p50_ms']:.2f} ms; "
+        f"HNSW recall@10 {result['hnsw_recall@10']:.3f}; serving RSS {result['serving_rss_mb']:.0f} MB "
+        f"(anon {result['serving_anon_mb']:.0f}, files {result['serving_file_mb']:.0f}); "
+        f"built in {built_s:.0f} s  (target p50 <= 15 ms, recall >= 0.95: {verdict})",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -306,10 +345,13 @@ def main() -> None:
         default=["ram"],
         help="collection layouts to compare (int8: quantized copies in RAM, rescored; disk: vectors memory-mapped)",
     )
-    parser.add_argument("--serve", nargs=2, metavar=("FOLDER", "QUERIES"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--efs", type=int, nargs="*", default=[HNSW_EF], help="HNSW search beams to measure on each index"
+    )
+    parser.add_argument("--serve", nargs=3, metavar=("FOLDER", "QUERIES", "EF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(Path(args.serve[0]), Path(args.serve[1]))
+        serve(Path(args.serve[0]), Path(args.serve[1]), int(args.serve[2]))
         return
     rng = np.random.default_rng(0)
     print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {platform.python_version()}")
@@ -334,15 +376,8 @@ def main() -> None:
                 started = time.perf_counter()
                 build(Path(tmp) / "c", size, source, LAYOUTS[name]).close()
                 built_s = time.perf_counter() - started
-                result = measure_apart(Path(tmp) / "c", queries)
-            verdict = "PASS" if result["hybrid_p50_ms"] <= 15 and result["hnsw_recall@10"] >= 0.95 else "FAIL"
-            print(
-                f"  {size:>7} points, {name}: hybrid p50 {result['hybrid_p50_ms']:.2f} ms, "
-                f"p95 {result['hybrid_p95_ms']:.2f} ms; dense p50 {result['dense_p50_ms']:.2f} ms; "
-                f"HNSW recall@10 {result['hnsw_recall@10']:.3f}; serving RSS {result['serving_rss_mb']:.0f} MB; "
-                f"built in {built_s:.0f} s  (target p50 <= 15 ms, recall >= 0.95: {verdict})",
-                flush=True,
-            )
+                for ef in args.efs:
+                    report(size, name, ef, built_s, measure_apart(Path(tmp) / "c", queries, ef))
     if args.llm:
         first, total = llm_times()
         print(

@@ -134,7 +134,9 @@ def export(model_path: str, folder: Path) -> None:
     the model file is written last and atomically, so a folder with it is complete."""
     from sentence_transformers import SentenceTransformer
 
-    log.warning("exporting the embedder %s to ONNX in %s (once; about a minute)", model_path, folder)
+    log.warning(
+        "exporting the embedder %s to ONNX in %s (once; 15 s on a 2-core machine)", model_path, folder
+    )
     try:
         model = SentenceTransformer(model_path, device="cpu", model_kwargs=EAGER).eval()
     except OSError as exc:

@@ -1,7 +1,8 @@
 """The bi-encoder run by ONNX Runtime, in fp32 or dynamic int8, without optimum, torch or sentence-transformers.
 
 The model is exported once (rag/onnx_export.py), pooling and normalization inside the graph (the output is the
-sentence embedding itself), and saved with its fast tokenizer in a cache folder. Serving then loads only onnxruntime and `tokenizers`: no torch in the process.
+sentence embedding itself), and saved with its fast tokenizer in a cache folder. Serving then loads only
+onnxruntime and `tokenizers`: no torch in the process.
 """
 
 from __future__ import annotations
@@ -104,11 +105,20 @@ class OnnxEmbedder:
 
 
 def cache_folder(name: str, model_path: str, cache_root: Path) -> Path:
-    """One folder per model: its name made safe, and a hash of where its weights are, so two folders named alike
-    do not share an export."""
+    """One folder per model: its name made safe, and a hash of where its weights are and of their files' sizes and
+    times, so two folders named alike do not share an export, and weights trained again are exported again."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[-60:] or "model"
-    digest = hashlib.sha256(f"{FORMAT}:{model_path}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{FORMAT}:{model_path}:{_weights_stamp(model_path)}".encode()).hexdigest()[:12]
     return cache_root / f"{slug}-{digest}"
+
+
+def _weights_stamp(model_path: str) -> str:
+    """A local folder's weight files by name, size and time; empty for a hub name (its cache does not change)."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return ""
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
 def ensure_exported(name: str, model_path: str, cache_root: Path, backend: str) -> Path:

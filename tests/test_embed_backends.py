@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,17 @@ def test_an_unmeasured_model_keeps_the_backend_that_built_it(tmp_path: Path, set
         RagError, match="embedded with the torch backend; queries from onnx-int8 were not measured"
     ):
         Collection(mine.model_copy(update={"embed_backend": "onnx-int8"}))
+
+
+def test_weights_trained_again_get_a_new_export(tmp_path: Path, cache: Path) -> None:
+    """The cache is keyed by the weights' files too: a folder whose model was retrained in place must not be served
+    by the export of its old weights."""
+    from rag.onnx_embedder import cache_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model_path(PACKAGED_EMBEDDER), folder)
+    before = cache_folder("mine", str(folder), cache)
+    assert cache_folder("mine", str(folder), cache) == before  # stable while nothing changes
+    weights = folder / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000_000))
+    assert cache_folder("mine", str(folder), cache) != before

@@ -95,17 +95,27 @@ def browser() -> Iterator[Any]:
 
 def _ask(page: Any, question: str, turn: int) -> tuple[str, str]:
     """Ask in the chat box; the last reply's text and the sources panel once that reply is complete."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.locator("#question textarea").fill(question)
     page.locator("#ask").click()
-    page.wait_for_function(
-        "([n, q]) => { const s = document.querySelector('#sources');"
-        " const m = document.querySelectorAll('#chatbot .message');"
-        " const last = m.length ? m[m.length - 1].innerText.trim() : '';"
-        " return m.length >= 2 * n && last !== '' && last !== q"
-        " && s.innerText.trim() !== '' && !s.querySelector('.pending'); }",
-        arg=[turn, question],
-        timeout=240_000,
-    )
+    try:
+        page.wait_for_function(
+            "([n, q]) => { const s = document.querySelector('#sources');"
+            " const m = document.querySelectorAll('#chatbot .message');"
+            " const last = m.length ? m[m.length - 1].innerText.trim() : '';"
+            " return m.length >= 2 * n && last !== '' && last !== q"
+            " && s.innerText.trim() !== '' && !s.querySelector('.pending'); }",
+            arg=[turn, question],
+            timeout=240_000,
+        )
+    except PlaywrightTimeout:
+        messages = page.locator("#chatbot .message").all_inner_texts()
+        box = page.locator("#question textarea").input_value()
+        raise AssertionError(
+            f"turn {turn} unanswered: box {box!r}, sources {page.locator('#sources').inner_text()!r}, "
+            f"messages {[m[:80] for m in messages]}"
+        ) from None
     return page.locator("#chatbot .message").last.inner_text(), page.locator("#sources").inner_text()
 
 

@@ -270,9 +270,15 @@ def test_browser_question_streams_answer_and_source(app_url: str, browser: objec
     page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page.goto(app_url)
     _ask_in_page(page, "What do alpacas eat?")
+    page.locator("#chatbot .user-row").get_by_text("What do alpacas eat?").wait_for(timeout=5_000)  # type: ignore[attr-defined]
+    box = page.locator("#question textarea")  # type: ignore[attr-defined]
+    box.fill("Where do vicunas live?")  # the next question, typed while the answer comes
     answer_text, sources_text = _wait_for_answer(page)
+    page.wait_for_timeout(1500)  # past the answering event's end, which once emptied the box again
+    typed = box.input_value()
     page.screenshot(path=str(ARTIFACTS / "ui-chat.png"), full_page=True)
     page.close()
+    assert typed == "Where do vicunas live?"
     assert answer_text.strip() and "⚠️" not in answer_text
     # the reply, not the question's bubble; with the embedded model its words vary, its citations do not
     assert "What do alpacas eat?" not in answer_text and re.search(r"\[\d+\]", answer_text), answer_text

@@ -101,6 +101,11 @@ def _pending(text: str) -> str:
     return f"<div class='refused pending'>{html.escape(text[:1].upper() + text[1:])}</div>"
 
 
+def _failed(history: ChatHistory, why: str) -> Iterator[tuple[Any, Any]]:
+    history[-1]["content"] = f"⚠️ {why}"
+    yield history, f"<div class='refused'>⚠️ {html.escape(why)}</div>"
+
+
 def _turns(history: ChatHistory) -> list[Turn]:
     return [Turn(m["role"], _plain(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
 
@@ -123,17 +128,27 @@ class ChatApp:
 
     # ------------------------------------------------------------------ chat
 
-    def respond(
-        self, message: str, history: ChatHistory, collection: str, top_k: int, rerank: bool, mode: str
-    ) -> Iterator[tuple[ChatHistory, str, str]]:
-        """Stream the answer into the chat; the sources panel follows when it is done."""
+    def submit(self, message: str, history: ChatHistory) -> tuple[Any, Any, Any]:
+        """The question moves into the chat at once, unqueued, and the box empties for the next one; `respond`
+        answers it. (Emptied by the answering event instead, the box lost what the user typed in the second
+        before that event started, or when Gradio applied its last update again on completing.)"""
         message = (message or "").strip()
         if not message:
-            yield history, "", ""
+            return gr.skip(), gr.skip(), gr.skip()  # nothing asked: the last answer and its sources stay
+        return [*history, {"role": "user", "content": message}], "", _pending("Asking…")
+
+    def respond(
+        self, history: ChatHistory, collection: str, top_k: int, rerank: bool, mode: str
+    ) -> Iterator[tuple[Any, Any]]:
+        """Answer the chat's last message, if it is a question not yet answered: the answer streams into the chat,
+        the sources panel follows when it is done."""
+        if not history or history[-1].get("role") != "user":
+            yield gr.skip(), gr.skip()
             return
-        prior = _turns(history)
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        yield history, "", _pending("Opening the collection…")
+        message = _plain(history[-1]["content"])
+        prior = _turns(history[:-1])
+        history = [*history, {"role": "assistant", "content": ""}]
+        yield history, _pending("Opening the collection…")
         try:
             pipeline = self.service.pipeline(collection)
             text = ""
@@ -141,16 +156,22 @@ class ChatApp:
             for event in events:
                 if isinstance(event, Answer):
                     history[-1]["content"] = _final_text(event)
-                    yield history, "", render_sources(event)
+                    yield history, render_sources(event)
                 elif isinstance(event, Status):
-                    yield history, "", _pending(event.text)
+                    yield history, _pending(event.text)
                 else:
                     text += event.text
                     history[-1]["content"] = text
-                    yield history, "", _pending("Writing the answer…")
+                    yield history, _pending("Writing the answer…")
         except RagError as exc:
-            history[-1]["content"] = f"⚠️ {exc}"
-            yield history, "", f"<div class='refused'>⚠️ {html.escape(str(exc))}</div>"
+            yield from _failed(history, str(exc))
+        except (
+            Exception
+        ) as exc:  # a bug: said in the chat, not left as an empty reply and a panel that waits on
+            log.exception("answering %r failed", message)
+            yield from _failed(
+                history, f"answering failed ({type(exc).__name__}: {exc}); the server log has more"
+            )
 
     def chat_api(
         self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True, mode: str = ""
@@ -495,11 +516,17 @@ class ChatApp:
         )
 
     def _wire_chat(self, chat: SimpleNamespace, options: SimpleNamespace) -> None:
-        inputs = [chat.box, chat.chatbot, options.collection, options.top_k, options.rerank, options.mode]
-        outputs = [chat.chatbot, chat.box, chat.sources]
-        chat.box.submit(self.respond, inputs, outputs, api_visibility="private", concurrency_limit=8)
-        chat.send.click(self.respond, inputs, outputs, api_visibility="private", concurrency_limit=8)
-        chat.new_chat.click(lambda: ([], "", ""), None, outputs, api_visibility="private")
+        asked = [chat.chatbot, chat.box, chat.sources]
+        settings = [options.collection, options.top_k, options.rerank, options.mode]
+        for trigger in (chat.box.submit, chat.send.click):
+            trigger(self.submit, [chat.box, chat.chatbot], asked, queue=False, api_visibility="private").then(
+                self.respond,
+                [chat.chatbot, *settings],
+                [chat.chatbot, chat.sources],
+                api_visibility="private",
+                concurrency_limit=8,
+            )
+        chat.new_chat.click(lambda: ([], "", ""), None, asked, api_visibility="private")
 
     def _wire_documents(self, docs: SimpleNamespace, options: SimpleNamespace) -> None:
         collection, hide = options.collection, (lambda: gr.update(visible=False))

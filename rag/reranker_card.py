@@ -25,7 +25,7 @@ class RerankerCard:
     backend: str
     threshold: float  # on the model's 0-1 score, best balanced accuracy at training time
     trained_at: str
-    training: dict[str, Any] = field(default_factory=dict)  # steps, seconds, groups, minutes
+    training: dict[str, Any] = field(default_factory=dict)  # steps, seconds, groups, minutes, loss
     held_out: dict[str, Any] = field(
         default_factory=dict
     )  # acc@1 on held-out mined groups, calibration rates

@@ -99,7 +99,8 @@ class Outcome:
         """What the run did and what the collection uses now, for the terminal and the UI."""
         r = self.result
         lines = [
-            f"trained {r.steps} steps in {r.seconds:.0f} s; held-out acc@1 {r.initial_val_acc1:.3f} -> "
+            f"trained {r.steps} steps in {r.seconds:.0f} s (loss {r.loss_start:.2f} -> {r.loss_end:.2f}); "
+            f"held-out acc@1 {r.initial_val_acc1:.3f} -> "
             f"{r.best_val_acc1:.3f} ({r.groups_val} groups)",
             *(f"  {family.line()}" for family in self.families),
         ]
@@ -250,6 +251,8 @@ def _card(
             "steps": result.steps,
             "seconds": round(result.seconds, 1),
             "minutes_budget": minutes,
+            "loss_start": round(result.loss_start, 3),
+            "loss_end": round(result.loss_end, 3),
             "groups_train": len(mined.train),
             "mining": dict(mined.counts),
         },

@@ -255,6 +255,16 @@ class TrainResult:
     groups_train: int
     groups_val: int
     path: Path
+    loss_start: float = 0.0  # mean training loss over the first tenth of the steps
+    loss_end: float = 0.0  # and over the last tenth: that it fell says the model learned what it was shown
+
+
+def loss_ends(losses: list[float]) -> tuple[float, float]:
+    """Mean loss over the first and the last tenth of the steps (at least one step each); zeros for no steps."""
+    if not losses:
+        return 0.0, 0.0
+    n = max(1, len(losses) // 10)
+    return sum(losses[:n]) / n, sum(losses[-n:]) / n
 
 
 def base_cross_encoder(layers: int = 6) -> Any:
@@ -363,6 +373,7 @@ def train(
     initial = best = accuracy_at_1(model, val)
     model.save(str(out))
     started, steps = time.monotonic(), 0
+    losses: list[float] = []
     deadline = started + minutes * 60
     for _epoch in range(epochs):
         rng.shuffle(train_groups)
@@ -381,8 +392,9 @@ def train(
             optimizer.step()
             optimizer.zero_grad()
             steps += 1
+            losses.append(float(loss.detach()))
             if on_step:
-                on_step(steps, float(loss.detach()))
+                on_step(steps, losses[-1])
         acc = accuracy_at_1(model, val)
         log.info("epoch done: %d steps, held-out acc@1 %.3f", steps, acc)
         if acc >= best:  # on a tie, the trained model over the untrained head
@@ -390,4 +402,5 @@ def train(
             model.save(str(out))
         if time.monotonic() > deadline:
             break
-    return TrainResult(steps, time.monotonic() - started, best, initial, len(train_groups), len(val), out)
+    seconds = time.monotonic() - started
+    return TrainResult(steps, seconds, best, initial, len(train_groups), len(val), out, *loss_ends(losses))

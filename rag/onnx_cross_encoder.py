@@ -8,20 +8,18 @@ model: the sigmoid of the logit.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.onnx_export import EAGER, cores, quantize
+from rag.onnx_export import EAGER, build_once, cores
 from rag.onnx_export import export as export_graph
 
 log = logging.getLogger("rag.rerank")
 
 FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-_export_lock = threading.Lock()
 
 
 class OnnxCrossEncoder:
@@ -61,14 +59,8 @@ class OnnxCrossEncoder:
 
 def ensure_exported(folder: Path, backend: str) -> Path:
     """The backend's ONNX file in the folder, exported (and quantized) first if it is not there yet."""
-    target = folder / FILES[backend]
-    with _export_lock:
-        if not target.is_file():
-            fp32 = folder / FILES["onnx"]
-            if not fp32.is_file():
-                export(folder, fp32)
-            if backend == "onnx-int8":
-                quantize(fp32, target)
+    target, fp32 = folder / FILES[backend], folder / FILES["onnx"]
+    build_once(folder, target, fp32, lambda: export(folder, fp32))
     return target
 
 

@@ -7,13 +7,11 @@ onnxruntime and `tokenizers`: no torch in the process.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import re
 import shutil
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import RagError
-from rag.onnx_export import EAGER, cores, quantize
+from rag.onnx_export import EAGER, build_once, cores
 from rag.onnx_export import export as export_graph
 
 log = logging.getLogger("rag.embedder")
@@ -31,7 +29,6 @@ FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 # 2026-12-04: the activations stay in cache); a caller's batch is still the unit of progress.
 RUN_BATCH = 16
 FORMAT = 1  # bump when the export changes, so caches built by older code are rebuilt
-_export_lock = threading.Lock()
 
 
 class OnnxEmbedder:
@@ -124,18 +121,7 @@ def _weights_stamp(model_path: str) -> str:
 def ensure_exported(name: str, model_path: str, cache_root: Path, backend: str) -> Path:
     """The cache folder holding the backend's ONNX file, exported (and quantized) first if it is not there yet."""
     folder = cache_folder(name, model_path, cache_root)
-    target = folder / FILES[backend]
-    if target.is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    # A lock file, not only a thread lock: `rag ui` and `rag ingest` started together must not both write it.
-    with _export_lock, open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        fp32 = folder / FILES["onnx"]
-        if not fp32.is_file():
-            export(model_path, folder)
-        if not target.is_file() and backend == "onnx-int8":
-            quantize(fp32, target)
+    build_once(folder, folder / FILES[backend], folder / FILES["onnx"], lambda: export(model_path, folder))
     return folder
 
 

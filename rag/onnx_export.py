@@ -7,9 +7,12 @@ traces the model (eager attention), onnxruntime's transformer optimizer fuses at
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,23 @@ def _fuse(path: Path, config: Any) -> None:
     finally:
         logging.disable(logging.NOTSET)
     fused.save_model_to_file(str(path))
+
+
+_build_lock = threading.Lock()
+
+
+def build_once(folder: Path, target: Path, fp32: Path, export_fp32: Callable[[], None]) -> None:
+    """target (fp32, or its int8 copy) built in folder unless it is there: under a thread lock and a lock file, so
+    two processes (`rag ui` and `rag ingest` started together, a training and a server) never both write it."""
+    if target.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with _build_lock, open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not fp32.is_file():
+            export_fp32()
+        if not target.is_file():
+            quantize(fp32, target)
 
 
 def quantize(fp32: Path, target: Path) -> None:

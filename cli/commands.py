@@ -39,6 +39,21 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         help="then keep watching the folder: a file added, changed or deleted is ingested within seconds (Ctrl+C stops)",
     )
     p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="parse and embed on a Ray cluster (RAY_ADDRESS or ADDRESS, e.g. 10.0.0.5:6379; none: a local Ray for "
+        "this run); needs the [ray] extra on every machine and the folder at the same path on each",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=whole(1, 1024),
+        default=2,
+        help="with --ray: embedding workers, one CPU each (default 2)",
+    )
+    p.add_argument(
         "--train-reranker",
         action="store_true",
         help="then train the collection's reranker (see train-reranker)",
@@ -55,8 +70,17 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch:
         if args.train_reranker:
             raise RagError("--watch runs until stopped: train the reranker with `rag train-reranker` instead")
+        if args.ray is not None:
+            raise RagError("--watch ingests each change on this machine: leave out --ray")
         return _watch(settings, args.folder, args.json, args.no_progress)
-    summary = ingest_folder(settings, args.folder, progress=False if args.no_progress else None)
+    progress = False if args.no_progress else None
+    if args.ray is not None:
+        from ingest.ray_ingest import RayOptions, ingest_folder_on_ray
+
+        options = RayOptions(args.ray or None, args.ray_workers)
+        summary = ingest_folder_on_ray(settings, args.folder, options, progress)
+    else:
+        summary = ingest_folder(settings, args.folder, progress=progress)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.render())
     if args.train_reranker:
         train_and_report(settings, TrainOptions(minutes=args.minutes))

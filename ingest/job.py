@@ -182,20 +182,8 @@ class IngestJob:
         self.settings = collection.settings
         self.store = collection.store
         self.embedder = collection.embedder
-        encoding = self.settings.tokenizer_encoding
-        self.chunker = Chunker(
-            lambda texts: count_tokens(texts, encoding),
-            self.settings.chunk_tokens,
-            self.settings.chunk_overlap,
-            fits_window=lambda text: self.embedder.count_tokens(text) <= self.embedder.max_tokens,
-        )
-        self.ocr = OcrOptions(
-            self.settings.ocr,
-            self.settings.ocr_page_seconds,
-            self.settings.ocr_file_seconds,
-            self.settings.ocr_min_chars,
-            self.settings.ocr_language,
-        )
+        self.parser = DocParser(self.settings, self.embedder, self.cancel)
+        self.ocr = self.parser.ocr
 
     def run(
         self, root: Path, progress: bool | None = None, on_file: Callable[[int, int], None] | None = None
@@ -340,23 +328,29 @@ class IngestJob:
         loading = time.perf_counter()
         self.collection.ensure_created()  # asks the embedder for its dimension: it loads now
         summary.load_seconds = time.perf_counter() - loading
-        items: queue.Queue[_Part | _Failed | None] = queue.Queue(maxsize=32)
-        stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(work, items, stop, progress), daemon=True)
-        producer.start()
         writer = _Writer(self, summary, progress)
         progress.start(len(work))
         try:
-            while (item := self._next(items, writer)) is not None:
-                writer.take(item)
-                progress.files_finished(writer.flush_if_full())
+            self._feed(work, writer, progress)
             progress.files_finished(writer.flush())
             if self.cancel.is_set():
                 summary.cancelled = True
                 summary.not_started = len(work) - progress.files_done
         finally:
-            stop.set()  # a failed write must not leave the parser thread blocked on a full queue
             progress.close()
+
+    def _feed(self, work: list[_Doc], writer: _Writer, progress: IngestProgress) -> None:
+        """Parse in a thread beside the embedder; each part to the writer, which embeds and writes in batches."""
+        items: queue.Queue[_Part | _Failed | None] = queue.Queue(maxsize=32)
+        stop = threading.Event()
+        producer = threading.Thread(target=self._produce, args=(work, items, stop, progress), daemon=True)
+        producer.start()
+        try:
+            while (item := self._next(items, writer)) is not None:
+                writer.take(item)
+                progress.files_finished(writer.flush_if_full())
+        finally:
+            stop.set()  # a failed write must not leave the parser thread blocked on a full queue
 
     def _next(self, items: queue.Queue[_Part | _Failed | None], writer: _Writer) -> _Part | _Failed | None:
         """The parser's next item; None at the end. Once cancelled, only the rest of the files whose writing has
@@ -383,7 +377,7 @@ class IngestJob:
             for doc in work:
                 if self.cancel.is_set():
                     return
-                for item in self._parts(doc, progress):
+                for item in self.parser.parts(doc, progress):
                     if isinstance(item, _Part):
                         progress.chunks_found(len(item.chunks))
                     if not _put(items, item, stop):
@@ -391,7 +385,30 @@ class IngestJob:
         finally:
             _put(items, None, stop)
 
-    def _parts(self, doc: _Doc, progress: IngestProgress) -> Iterator[_Part | _Failed]:
+
+class DocParser:
+    """A document read, parsed and chunked into parts for the writer: in the job's parser thread, or in a Ray
+    worker (ingest.ray_ingest), which builds its own from the settings."""
+
+    def __init__(self, settings: Settings, embedder: Any, cancel: threading.Event | None = None) -> None:
+        """embedder: whose tokenizer bounds a chunk (its count_tokens and max_tokens; it need not embed here)."""
+        self.cancel = cancel or threading.Event()
+        encoding = settings.tokenizer_encoding
+        self.chunker = Chunker(
+            lambda texts: count_tokens(texts, encoding),
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+            fits_window=lambda text: embedder.count_tokens(text) <= embedder.max_tokens,
+        )
+        self.ocr = OcrOptions(
+            settings.ocr,
+            settings.ocr_page_seconds,
+            settings.ocr_file_seconds,
+            settings.ocr_min_chars,
+            settings.ocr_language,
+        )
+
+    def parts(self, doc: _Doc, progress: IngestProgress) -> Iterator[_Part | _Failed]:
         path = doc.found.path
         source = printable(doc.found.source)
 
@@ -458,8 +475,12 @@ class _Writer:
         self.pages: dict[str, set[int]] = {}
         self.ocr_pages: dict[str, set[int]] = {}  # page numbers read by OCR (0: an image file's one page)
         self.open: set[str] = set()  # documents of which some parts were taken and the last one not yet
+        self.pending_vectors: list[Any] = []  # vectors that came with their parts (embedded by Ray workers)
 
-    def take(self, item: _Part | _Failed) -> None:
+    def take(self, item: _Part | _Failed, vectors: Any = None) -> None:
+        """vectors: the part's, when it was embedded elsewhere; then the writer embeds nothing."""
+        if vectors is not None:
+            self.pending_vectors.extend(vectors)
         self.progress.working_on(printable(item.doc.found.source))
         if isinstance(item, _Part) and not item.final:
             self.open.add(item.doc.doc_id)
@@ -481,8 +502,12 @@ class _Writer:
     def flush(self) -> int:
         """Embed pending chunks (sorted by length across the group) and write them; returns files finished."""
         started = time.perf_counter()
-        texts = [c.embed_text() for c in self.pending_chunks]
-        vectors = self.job.embedder.embed(texts, on_batch=self.progress.embedded)
+        if self.pending_vectors:
+            vectors: Any = self.pending_vectors
+            assert len(vectors) == len(self.pending_chunks), "every part came with its vectors, or none did"
+        else:
+            texts = [c.embed_text() for c in self.pending_chunks]
+            vectors = self.job.embedder.embed(texts, on_batch=self.progress.embedded)
         self.summary.embed_seconds += time.perf_counter() - started
         finished = 0
         cursor = 0
@@ -495,7 +520,7 @@ class _Writer:
             cursor += len(item.chunks)
             self._write(item, part_vectors)
             finished += int(item.final)
-        self.pending, self.pending_chunks = [], []
+        self.pending, self.pending_chunks, self.pending_vectors = [], [], []
         return finished
 
     def _fail(self, item: _Failed) -> None:

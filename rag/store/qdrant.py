@@ -88,17 +88,21 @@ class Stored(Protocol):
     def payload(self) -> Mapping[str, Any] | None: ...
 
 
-class Found(Stored, Protocol):
-    """A scored point as both libraries return it."""
+class Scrolled(Stored, Protocol):
+    """A point as both libraries list it (its vector None unless asked for)."""
 
     @property
     def id(self) -> object: ...
 
     @property
-    def score(self) -> float: ...
+    def vector(self) -> object: ...
+
+
+class Found(Scrolled, Protocol):
+    """A scored point as both libraries return it."""
 
     @property
-    def vector(self) -> object: ...
+    def score(self) -> float: ...
 
 
 class FilterParts(Protocol):
@@ -131,7 +135,9 @@ class Engine(FilterParts, Protocol):
 
     def retrieve(self, point_id: str) -> Sequence[Stored]: ...
 
-    def scroll(self, where: Native, offset: Any, limit: int) -> tuple[Sequence[Stored], Any]: ...
+    def scroll(
+        self, where: Native, offset: Any, limit: int, vectors: bool = False
+    ) -> tuple[Sequence[Scrolled], Any]: ...
 
     def count(self, where: Native) -> int: ...
 
@@ -222,6 +228,17 @@ class QdrantStore:
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]:
         return self._scroll(build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id))
+
+    def chunk_vectors(self, doc_id: str) -> dict[str, list[float]]:
+        """A document's chunks' dense vectors by point id, as stored (to compare two ingestions of one folder)."""
+        where, out, offset = build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id), {}, None
+        while True:
+            records, offset = self.engine.scroll(where, offset, SCROLL_PAGE, vectors=True)
+            for r in records:
+                vector = r.vector.get(DENSE) if isinstance(r.vector, dict) else None
+                out[str(r.id)] = [float(x) for x in vector or []]
+            if offset is None:
+                return out
 
     def count_chunks(self) -> int:
         if not self.engine.exists:

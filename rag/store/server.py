@@ -11,6 +11,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from rag.errors import RagError
+from rag.store.base import DENSE
 from rag.store.qdrant import (
     OVERSAMPLING,
     CollectionSpec,
@@ -123,9 +124,16 @@ class ServerEngine:
     def retrieve(self, point_id: str) -> list[models.Record]:
         return self.client.retrieve(self.name, [point_id], with_payload=True)
 
-    def scroll(self, where: models.Filter, offset: Any, limit: int) -> tuple[list[models.Record], Any]:
+    def scroll(
+        self, where: models.Filter, offset: Any, limit: int, vectors: bool = False
+    ) -> tuple[list[models.Record], Any]:
         return self.client.scroll(
-            self.name, scroll_filter=where, limit=limit, offset=offset, with_payload=True
+            self.name,
+            scroll_filter=where,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=[DENSE] if vectors else False,
         )
 
     def count(self, where: models.Filter) -> int:

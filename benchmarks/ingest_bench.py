@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evals.fetch_corpora import python_docs_dir
+from evals.fetch_corpora import copy_html_pages, python_docs_dir
 from rag.config import EmbedBackend
 
 # ratio key: (label, target, whether higher is better)
@@ -196,16 +195,6 @@ def _run_stage(name: str, corpus: Path, data: Path, scratch: Path) -> dict[str, 
     return measured
 
 
-def _copy_corpus(root: Path, dest: Path, limit: int | None) -> int:
-    """The first `limit` HTML pages (not the package's _sources/*.txt), at the same relative paths."""
-    files = _html_files(root)[:limit]
-    for path in files:
-        target = dest / path.relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    return len(files)
-
-
 def _passes(key: str, value: float) -> bool:
     _, target, higher_is_better = TARGETS[key]
     return value >= target if higher_is_better else value < target
@@ -216,7 +205,7 @@ def run(limit: int | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ingest_bench_") as tmp:
         scratch = Path(tmp)
         corpus = scratch / "corpus"
-        files = _copy_corpus(root, corpus, limit)
+        files = copy_html_pages(root, corpus, limit)
         stages = {
             "ours": _run_stage("ours", corpus, scratch / "ours", scratch),
             "rerun": _run_stage("rerun", corpus, scratch / "ours", scratch),

@@ -86,6 +86,17 @@ def debian_faq_dir(dest: Path = DEFAULT_DEST) -> Path:
     return fetch("debian-faq", dest)
 
 
+def copy_html_pages(root: Path, dest: Path, limit: int | None) -> int:
+    """The first `limit` HTML pages under root (sorted by path; not the docs' _sources/*.txt), copied to dest at
+    the same relative paths, for benchmarks on a slice of a corpus; how many were copied."""
+    files = sorted(p for p in root.rglob("*.html") if p.is_file())[:limit]
+    for path in files:
+        target = dest / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return len(files)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fetch document corpora from Debian packages.")
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="cache folder (default: corpora/)")

@@ -19,6 +19,11 @@ from pydantic_settings import (
 
 from rag.errors import RagError
 
+# The HNSW graph's defaults (rag/store/qdrant.py's Layout; settings below): measured in docs/scale.md.
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 128
+HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
+
 PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
 EmbedPrecision = Literal["auto", "float32", "bfloat16"]
 EmbedBackend = Literal["auto", "torch", "onnx", "onnx-int8"]  # benchmarks/embed_bench.py compares them
@@ -128,6 +133,20 @@ class Settings(BaseSettings):
         "`int8`: a new collection also keeps a scalar int8 copy of its dense vectors in RAM (a quarter of the "
         "size), searched first, the best candidates rescored with the originals",
         "none",
+    )
+    store_hnsw_m: int = _knob(
+        STORE,
+        "links per point in a new collection's HNSW graph (32 with ef_construct 256 and search ef 1024: recall@10 "
+        "0.986 at 1M points, see docs/scale.md)",
+        HNSW_M,
+        ge=4,
+        le=128,
+    )
+    store_hnsw_ef_construct: int = _knob(
+        STORE, "the beam that builds a new collection's HNSW graph", HNSW_EF_CONSTRUCT, ge=16, le=4096
+    )
+    store_hnsw_ef: int = _knob(
+        STORE, "the beam of each dense search (more: better recall, slower)", HNSW_EF, ge=16, le=8192
     )
 
     embed_model: str = _knob(

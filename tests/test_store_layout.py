@@ -43,6 +43,8 @@ def big_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         qdrant_url=url,
         store_on_disk=True,
         store_quantization="int8",
+        store_hnsw_m=24,
+        store_hnsw_ef_construct=100,
     )
 
 
@@ -55,9 +57,16 @@ def test_an_on_disk_int8_collection_is_created_so_and_searched(
     assert top_source(big_settings, "which lock stops threads running Python at once?") == "gil.txt"
     assert top_source(big_settings, "how hot should the water be for green tea?") == "tea.txt"
     # The layout is the collection's: opened later without the settings, it stays as it was made.
-    plain = big_settings.model_copy(update={"store_on_disk": False, "store_quantization": "none"})
+    plain = big_settings.model_copy(
+        update={
+            "store_on_disk": False,
+            "store_quantization": "none",
+            "store_hnsw_m": 16,
+            "store_hnsw_ef_construct": 128,
+        }
+    )
     assert top_source(plain, "installing a package with its dependencies") == "apt.txt"
-    assert layout_of(plain) == made(plain, on_disk=True, int8=True)
+    assert layout_of(plain) == made(big_settings, on_disk=True, int8=True)
 
 
 def test_the_default_layout_keeps_vectors_in_ram_without_int8(tmp_path: Path, settings: Settings) -> None:
@@ -65,13 +74,16 @@ def test_the_default_layout_keeps_vectors_in_ram_without_int8(tmp_path: Path, se
     assert layout_of(settings) == made(settings, on_disk=False, int8=False)
 
 
-def made(settings: Settings, on_disk: bool, int8: bool) -> dict[str, bool]:
+def made(settings: Settings, on_disk: bool, int8: bool) -> dict[str, object]:
     """What layout_of can see: qdrant-client's local mode keeps a collection's vector parameters but drops its
-    quantization config (it searches by brute force), so there only on_disk is checked."""
-    return {"vectors_on_disk": on_disk} if settings.qdrant_url else {"vectors_on_disk": on_disk, "int8": int8}
+    quantization and HNSW configs (it searches by brute force), so there only on_disk is checked."""
+    if settings.qdrant_url:
+        return {"vectors_on_disk": on_disk}
+    graph = [settings.store_hnsw_m, settings.store_hnsw_ef_construct]
+    return {"vectors_on_disk": on_disk, "int8": int8, "hnsw": graph}
 
 
-def layout_of(settings: Settings) -> dict[str, bool]:
+def layout_of(settings: Settings) -> dict[str, object]:
     """What the engine itself recorded for the collection's dense vector."""
     if settings.qdrant_url is None:
         config = json.loads(
@@ -81,6 +93,7 @@ def layout_of(settings: Settings) -> dict[str, bool]:
         return {
             "vectors_on_disk": dense.get("memory") == "cold",
             "int8": "scalar" in (dense.get("quantization_config") or {}),
+            "hnsw": [config["hnsw_config"]["m"], config["hnsw_config"]["ef_construct"]],
         }
     client = QdrantClient(path=settings.qdrant_url.removeprefix("path:"))
     try:

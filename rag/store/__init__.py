@@ -64,6 +64,9 @@ def layout(settings: Settings) -> Layout:
         int8=settings.store_quantization == "int8",
         shards=settings.qdrant_shards,
         replicas=settings.qdrant_replicas,
+        hnsw_m=settings.store_hnsw_m,
+        hnsw_ef_construct=settings.store_hnsw_ef_construct,
+        hnsw_ef=settings.store_hnsw_ef,
     )
 
 

@@ -123,7 +123,9 @@ class EdgeEngine:
             sparse_vectors={spec.sparse: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             payload_memory=qe.Memory.Cold if spec.layout.on_disk else None,  # None: the engine's default
             hnsw_config=qe.HnswIndexConfig(
-                m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD
+                m=spec.layout.hnsw_m,
+                ef_construct=spec.layout.hnsw_ef_construct,
+                full_scan_threshold=FULL_SCAN_THRESHOLD,
             ),
         )
         self._shard = qe.EdgeShard.create(str(self.folder / "shard"), config)

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from rag.config import HNSW_EF, HNSW_EF_CONSTRUCT, HNSW_M
 from rag.store.base import (
     DENSE,
     KEYWORD_FIELDS,
@@ -28,9 +29,6 @@ from rag.store.base import (
 from rag.store.payload import DocumentRecord
 
 RRF_K = 60
-HNSW_EF = 256  # search-time beam: recall over speed (benchmarks/retrieval_bench.py measures both)
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 128
 SCROLL_PAGE = 1000
 
 # An object of the engine's own library (a condition or filter): opaque here, typed in its adapter.
@@ -50,6 +48,9 @@ class Layout:
     int8: bool = False
     shards: int | None = None  # a Qdrant cluster's: None keeps the server's default
     replicas: int | None = None
+    hnsw_m: int = HNSW_M  # the graph's links per point and build beam, fixed when the collection is created
+    hnsw_ef_construct: int = HNSW_EF_CONSTRUCT
+    hnsw_ef: int = HNSW_EF  # the search beam, read at each search
 
 
 # Candidates rescored with the original vectors, per result asked for, when the collection has int8 copies.
@@ -64,8 +65,6 @@ class CollectionSpec:
     layout: Layout = Layout()
     dense: str = DENSE
     sparse: str = SPARSE
-    hnsw_m: int = HNSW_M
-    hnsw_ef_construct: int = HNSW_EF_CONSTRUCT
     keyword_fields: tuple[str, ...] = KEYWORD_FIELDS
 
 
@@ -246,7 +245,7 @@ class QdrantStore:
         return self.engine.count(build_filter(self.engine, kind=KIND_CHUNK))
 
     def search_dense(self, vector: list[float], limit: int, flt: SearchFilter | None = None) -> list[Hit]:
-        hits = _hits(self.engine.nearest(_dense(vector, limit, self._chunks(flt))))
+        hits = _hits(self.engine.nearest(_dense(vector, limit, self._chunks(flt), self.layout.hnsw_ef)))
         for h in hits:
             h.dense_score = h.score
         return hits
@@ -286,8 +285,8 @@ class QdrantStore:
         self.engine.close()
 
 
-def _dense(vector: list[float], limit: int, where: Native | None) -> Nearest:
-    return Nearest(vector, DENSE, limit, where, ef=HNSW_EF)
+def _dense(vector: list[float], limit: int, where: Native | None, ef: int) -> Nearest:
+    return Nearest(vector, DENSE, limit, where, ef=ef)
 
 
 def _sparse(vector: SparseVec, limit: int, where: Native | None) -> Nearest:

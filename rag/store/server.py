@@ -97,7 +97,9 @@ class ServerEngine:
             shard_number=spec.layout.shards,
             replication_factor=spec.layout.replicas,
             quantization_config=_int8() if spec.layout.int8 else None,
-            hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.hnsw_ef_construct),
+            hnsw_config=models.HnswConfigDiff(
+                m=spec.layout.hnsw_m, ef_construct=spec.layout.hnsw_ef_construct
+            ),
         )
         for name in spec.keyword_fields:
             self.client.create_payload_index(self.name, name, models.PayloadSchemaType.KEYWORD)

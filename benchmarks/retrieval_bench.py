@@ -19,7 +19,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import rag  # noqa: F401  (offline environment)
 from rag.sparse import bm25_document, bm25_query
 from rag.store.base import DENSE, PointData
 from rag.store.edge import EdgeStore, edge_filter
-from rag.store.qdrant import HNSW_EF, Layout
+from rag.store.qdrant import HNSW_EF, HNSW_EF_CONSTRUCT, HNSW_M, Layout
 
 WORDS = [f"w{i}" for i in range(20000)]
 DIM = 384
@@ -263,12 +263,9 @@ def serve(folder: Path, queries: Path, ef: int) -> None:
     import json
     import resource
 
-    import rag.store.qdrant
-
-    rag.store.qdrant.HNSW_EF = ef  # read at each search: the beam this run measures
     saved = np.load(queries)
     asked = Queries(saved["vectors"], [str(t) for t in saved["texts"]])
-    store = EdgeStore(folder)
+    store = EdgeStore(folder, Layout(hnsw_ef=ef))  # the beam this run measures (the graph is the built one's)
     try:
         for row, text in zip(asked.vectors, asked.texts, strict=True):  # serving: hybrid searches only
             store.search_hybrid(row.tolist(), bm25_query(text), 30)
@@ -348,6 +345,13 @@ def main() -> None:
     parser.add_argument(
         "--efs", type=int, nargs="*", default=[HNSW_EF], help="HNSW search beams to measure on each index"
     )
+    parser.add_argument(
+        "--graph",
+        type=int,
+        nargs=2,
+        metavar=("M", "EF_CONSTRUCT"),
+        help=f"HNSW links per node and build beam of the indexes built (default {HNSW_M} {HNSW_EF_CONSTRUCT})",
+    )
     parser.add_argument("--serve", nargs=3, metavar=("FOLDER", "QUERIES", "EF"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -355,6 +359,9 @@ def main() -> None:
         return
     rng = np.random.default_rng(0)
     print(f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {platform.python_version()}")
+    graph = {"hnsw_m": args.graph[0], "hnsw_ef_construct": args.graph[1]} if args.graph else {}
+    if args.graph:
+        print(f"HNSW graph: m {args.graph[0]}, ef_construct {args.graph[1]}")
     if args.real:
         real = real_recall(Path(args.real[0]), args.real[1], Path(args.real[2]))
         print(
@@ -374,7 +381,7 @@ def main() -> None:
         for name in args.layouts:
             with tempfile.TemporaryDirectory() as tmp:
                 started = time.perf_counter()
-                build(Path(tmp) / "c", size, source, LAYOUTS[name]).close()
+                build(Path(tmp) / "c", size, source, replace(LAYOUTS[name], **graph)).close()
                 built_s = time.perf_counter() - started
                 for ef in args.efs:
                     report(size, name, ef, built_s, measure_apart(Path(tmp) / "c", queries, ef))

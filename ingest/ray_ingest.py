@@ -74,9 +74,8 @@ def embedded_parts(
     try:
         import ray.data
 
-        logging.getLogger("ray.data").setLevel(
-            logging.WARNING
-        )  # its plan and timings: the job reports its own
+        # Its plan, timings and notices (one says progress bars are off): the job reports its own progress.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # a document's parts in a row, in work's order
         context.enable_progress_bars = False  # the job's own progress shows files and chunks
@@ -91,7 +90,8 @@ def embedded_parts(
             compute=ray.data.TaskPoolStrategy(size=options.workers),
         )
         embedded = parts.map_batches(
-            _embed_class(settings, backend),
+            _Embed,
+            fn_constructor_kwargs={"settings": settings, "backend": backend},
             batch_size=PARTS_PER_EMBED_CALL,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=options.workers),
@@ -171,24 +171,13 @@ def _parse(row: dict[str, Any], settings: Settings, backend: str | None) -> list
     return [{"item": pickle.dumps(item)} for item in _parsers[key].parts(doc, IngestProgress(False))]
 
 
-def _embed_class(settings: Settings, backend: str | None) -> type[_Embed]:
-    """_Embed with its settings in the class, which Ray ships with the code (constructor arguments would go to the
-    object store, and Ray warns that a restarted actor could not get them back)."""
-    return type("Embed", (_Embed,), {"settings": settings, "backend": backend})
-
-
 class _Embed:
     """An embedding actor: the collection's embedder (same model, same backend), one thread per CPU it holds."""
 
-    settings: Settings
-    backend: str | None
-
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, backend: str | None) -> None:
         from rag.embedder import embedder_from_settings
 
-        self.embedder = embedder_from_settings(
-            self.settings.model_copy(update={"embed_threads": 1}), self.backend
-        )
+        self.embedder = embedder_from_settings(settings.model_copy(update={"embed_threads": 1}), backend)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(b) for b in batch["item"]]

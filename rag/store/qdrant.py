@@ -6,7 +6,7 @@ calls into its library's objects, so a change to what is stored or how it is fil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -210,14 +210,17 @@ class QdrantStore:
     def set_chunks_payload(self, doc_id: str, payload: dict[str, Any]) -> None:
         self.engine.set_payload_where(build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id), payload)
 
-    def _scroll(self, where: Native) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _records(self, where: Native, vectors: bool = False) -> Iterator[Scrolled]:
+        """Every point the filter matches, page by page."""
         offset = None
         while True:
-            records, offset = self.engine.scroll(where, offset, SCROLL_PAGE)
-            out.extend(dict(r.payload or {}) for r in records)
+            records, offset = self.engine.scroll(where, offset, SCROLL_PAGE, vectors=vectors)
+            yield from records
             if offset is None:
-                return out
+                return
+
+    def _scroll(self, where: Native) -> list[dict[str, Any]]:
+        return [dict(r.payload or {}) for r in self._records(where)]
 
     def document_records(self, root: str | None = None) -> list[DocumentRecord]:
         if not self.engine.exists:
@@ -230,14 +233,8 @@ class QdrantStore:
 
     def chunk_vectors(self, doc_id: str) -> dict[str, list[float]]:
         """A document's chunks' dense vectors by point id, as stored (to compare two ingestions of one folder)."""
-        where, out, offset = build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id), {}, None
-        while True:
-            records, offset = self.engine.scroll(where, offset, SCROLL_PAGE, vectors=True)
-            for r in records:
-                vector = r.vector.get(DENSE) if isinstance(r.vector, dict) else None
-                out[str(r.id)] = [float(x) for x in vector or []]
-            if offset is None:
-                return out
+        where = build_filter(self.engine, kind=KIND_CHUNK, doc_id=doc_id)
+        return {str(r.id): _dense_of(r.vector) for r in self._records(where, vectors=True)}
 
     def count_chunks(self) -> int:
         if not self.engine.exists:
@@ -332,7 +329,13 @@ def _fused_order(hit: Hit) -> tuple[float, float, str]:
     return (-hit.score, -(hit.dense_score or 0.0), hit.id)
 
 
+def _dense_of(vector: object) -> list[float]:
+    """The dense vector of a point's returned vectors (empty if it was not returned)."""
+    value = vector.get(DENSE) if isinstance(vector, dict) else None
+    return [float(x) for x in value or []]
+
+
 def _dense_score(query: np.ndarray, vector: object) -> float | None:
     """The cosine of the query with a returned dense vector: RRF's fused score is a rank, not a relevance."""
-    value = vector.get(DENSE) if isinstance(vector, dict) else None
-    return None if value is None else float(np.dot(query, np.asarray(value, dtype=np.float32)))
+    value = _dense_of(vector)
+    return float(np.dot(query, np.asarray(value, dtype=np.float32))) if value else None

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from evals.fetch_corpora import copy_html_pages, python_docs_dir
+from rag.llm_server import free_port
 
 RAG_BIN = str(Path(sys.executable).with_name("rag"))
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
 RUNS = {"plain": [], "ray, 1 worker": ["--ray-workers", "1"], "ray, 2 workers": ["--ray-workers", "2"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ingest(corpus: Path, data: Path, extra: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -60,7 +54,7 @@ def _ingest(corpus: Path, data: Path, extra: list[str], env: dict[str, str]) -> 
 def run(limit: int) -> dict[str, Any]:
     token_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **token_env}
-    port = _free_port()
+    port = free_port()
     start = [RAY_BIN, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
     subprocess.run([*start, "--include-dashboard=false", "--disable-usage-stats"], env=env, check=True)
     results: dict[str, Any] = {}

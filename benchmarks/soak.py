@@ -46,6 +46,7 @@ from urllib.parse import urlparse
 
 from evals.metrics import summarize
 from evals.qa import QAFormatError, QAItem, load_qa
+from rag.llm_server import free_port
 
 RAG_BIN = str(Path(sys.executable).parent / "rag")
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
@@ -292,12 +293,6 @@ def ingest(spec: AppSpec, env: dict[str, str]) -> None:
         print("ingest: some files failed (see above); soaking with the rest", flush=True)
     elif code != 0:
         raise SetupError(f"rag ingest {spec.docs} failed with exit code {code}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

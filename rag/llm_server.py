@@ -45,7 +45,8 @@ def packaged_gguf() -> Path:
     return found[0]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -119,7 +120,7 @@ class EmbeddedServer:
         self.context_tokens = context_tokens
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / "llm-server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.restarts = 0
         self.last_exit: str | None = None
         self.in_flight = 0  # requests sent and not yet answered: the server answers one at a time
@@ -161,7 +162,7 @@ class EmbeddedServer:
             self.last_exit = ended
             log.warning("the embedded model server stopped (%s); restarting it", ended)
             if not _port_is_free(self.port):
-                self.port = _free_port()
+                self.port = free_port()
             self.process = self._start()
             return ended
 

@@ -115,8 +115,7 @@ def _connect(address: str | None) -> Any:
     except ImportError:
         raise RagError(INSTALL_HINT) from None
     env = {name: value for name in PASSED_ENV if (value := os.environ.get(name))}
-    where = address or os.environ.get("RAY_ADDRESS")
-    if where:
+    if where := _address(address):
         _check_reachable(where)
     try:
         if where:
@@ -136,6 +135,11 @@ def _connect(address: str | None) -> Any:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RagError(f"cannot reach the Ray cluster at {where or 'a new local Ray'}: {exc}") from None
     return ray
+
+
+def _address(address: str | None) -> str | None:
+    """The cluster to join: the one asked for, else RAY_ADDRESS; None starts a local Ray for the run."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def _token_available() -> bool:
@@ -196,7 +200,7 @@ def ingest_folder_on_ray(
 ) -> IngestSummary:
     """`rag ingest --ray`: as ingest_folder, with RayIngestJob (Ray starts only if some file must be embedded)."""
     _check_folder(root)
-    if where := options.address or os.environ.get("RAY_ADDRESS"):
+    if where := _address(options.address):
         _check_reachable(where)  # before the collection is created: a wrong address must not leave one behind
     with Collection(settings, create=True) as collection:
         return RayIngestJob(collection, options).run(root, progress)

@@ -178,8 +178,9 @@ def chosen_backend(settings: Settings, built_with: str | None = None) -> str:
     wanted = settings.embed_backend
     measured = INTERCHANGEABLE.get(settings.embed_model, frozenset())
     if wanted == "auto":
-        keeps_its_own = built_with and not measured >= {built_with, DEFAULT_BACKEND}
-        return built_with if built_with and keeps_its_own else DEFAULT_BACKEND
+        if built_with and not measured >= {built_with, DEFAULT_BACKEND}:
+            return built_with  # its queries must come from the backend that embedded its passages
+        return DEFAULT_BACKEND
     if built_with and wanted != built_with and not measured >= {built_with, wanted}:
         raise RagError(
             f"this collection was embedded with the {built_with} backend; queries from {wanted} were not measured "

@@ -115,7 +115,8 @@ def _weights_stamp(model_path: str) -> str:
     if not folder.is_dir():
         return ""
     files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
-    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    stats = [(f.name, f.stat()) for f in files]
+    return ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats)
 
 
 def ensure_exported(name: str, model_path: str, cache_root: Path, backend: str) -> Path:

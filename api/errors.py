@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from rag.errors import (
     BadCollectionName,
+    BadFilter,
     BadQuestion,
     CollectionExists,
     CollectionNotFound,
@@ -21,6 +22,7 @@ from rag.errors import (
 
 # The asker's mistakes, by type: (status, OpenAI error type, code, param).
 CLIENT_ERRORS: dict[type[RagError], tuple[int, str, str, str | None]] = {
+    BadFilter: (400, "invalid_request_error", "bad_filter", "rag.filter"),  # before BadQuestion, its base
     BadQuestion: (400, "invalid_request_error", "bad_question", "messages"),
     BadCollectionName: (400, "invalid_request_error", "bad_collection_name", None),
     CollectionNotFound: (404, "invalid_request_error", "collection_not_found", None),

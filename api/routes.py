@@ -64,18 +64,21 @@ def _openai_routes(service: RagService) -> APIRouter:
 
     @router.post("/v1/chat/completions", tags=["OpenAI"])
     def chat_completions(request: ChatRequest) -> Any:
-        """OpenAI's chat completions; `model` is a collection. Extras in, as `rag`: top_k, top_n, rerank, mode."""
+        """OpenAI's chat completions; `model` is a collection. Extras in, as `rag`: top_k, top_n, rerank, mode,
+        filter (documents, types, path, ingested_since, ingested_until)."""
         name = collection_of(service, request.model)
         try:
             check_question(chat.question_and_history(request)[0], settings)  # before the embedder loads
             pipeline = service.pipeline(name)
+            asked = request.rag.filter
+            flt = service.search_filter(name, asked.request()) if asked else None
         except RagError as exc:
             raise from_rag_error(exc) from None
         if request.stream:
             return StreamingResponse(
-                chat.stream(pipeline, request, request.model), media_type="text/event-stream"
+                chat.stream(pipeline, request, request.model, flt), media_type="text/event-stream"
             )
-        return chat.complete(pipeline, request, request.model)
+        return chat.complete(pipeline, request, request.model, flt)
 
     @router.get("/v1/models", tags=["OpenAI"])
     def models() -> dict[str, Any]:

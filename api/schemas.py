@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag.filters import FilterRequest
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -20,6 +22,29 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class FilterOptions(BaseModel):
+    """Ask within part of the collection: Qdrant filters the search itself (rag.filters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] = Field(
+        default_factory=list, description="source paths (as /v1/documents lists them) or ids"
+    )
+    types: list[str] = Field(default_factory=list, description="file types: pdf, md, html...")
+    path: str | None = Field(
+        default=None, description="a folder or file prefix, relative to the ingested folder"
+    )
+    ingested_since: str | None = Field(
+        default=None, description="YYYY-MM-DD (UTC) or an ISO 8601 time, inclusive"
+    )
+    ingested_until: str | None = Field(
+        default=None, description="YYYY-MM-DD (UTC) or an ISO 8601 time, inclusive"
+    )
+
+    def request(self) -> FilterRequest:
+        return FilterRequest(self.documents, self.types, self.path, self.ingested_since, self.ingested_until)
+
+
 class RagOptions(BaseModel):
     """What the chat pipeline takes besides the question, as `extra_body={"rag": {...}}` in the openai client."""
 
@@ -29,6 +54,7 @@ class RagOptions(BaseModel):
     top_n: int | None = Field(default=None, ge=1, le=100)
     rerank: bool = True
     mode: Literal["evidence", "generate", "both"] | None = None
+    filter: FilterOptions | None = None
 
     def pipeline_options(self) -> dict[str, Any]:
         """As ChatPipeline.ask and .stream take them."""

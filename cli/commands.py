@@ -205,12 +205,22 @@ def _answer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--type", action="append", default=[], help="only this file type (md, pdf, html...); repeatable"
     )
+    p.add_argument(
+        "--doc",
+        action="append",
+        default=[],
+        help="only this document (its path as `rag docs` lists it); repeatable",
+    )
+    p.add_argument("--since", help="only documents ingested on or after this date (YYYY-MM-DD, UTC)")
+    p.add_argument("--until", help="only documents ingested on or before this date (YYYY-MM-DD, UTC)")
 
 
-def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
-    from rag.store import SearchFilter
+def _answer_options(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
+    from rag.filters import FilterRequest, search_filter
 
-    flt = SearchFilter(path_prefix=args.path, file_types=args.type)
+    within = FilterRequest(args.doc, args.type, args.path, args.since, args.until)
+    documents = pipeline.searcher.collection.documents() if args.doc else []
+    flt = search_filter(within, documents)
     return {"top_k": args.top_k, "top_n": args.top_n, "rerank": not args.no_rerank, "flt": flt}
 
 
@@ -244,9 +254,11 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
     with _chat_session(settings, args.mode, check) as (pipeline, status):
         if args.json:
             status.clear()
-            print(json.dumps(pipeline.ask(args.question, **_answer_options(args)).as_json(), indent=2))
+            print(
+                json.dumps(pipeline.ask(args.question, **_answer_options(args, pipeline)).as_json(), indent=2)
+            )
         else:
-            _print_answer(pipeline, args.question, [], _answer_options(args), status)
+            _print_answer(pipeline, args.question, [], _answer_options(args, pipeline), status)
     return 0
 
 
@@ -396,7 +408,7 @@ def _converse(pipeline: Any, args: argparse.Namespace, status: Any, saved: _Save
             print("(new conversation)")
             continue
         try:
-            answer = _print_answer(pipeline, question, history, _answer_options(args), status)
+            answer = _print_answer(pipeline, question, history, _answer_options(args, pipeline), status)
         except RagError as exc:
             status.clear()
             print(f"error: {exc}")

@@ -14,6 +14,10 @@ class BadQuestion(RagError):
     """The question cannot be asked as it is (empty, too long): the asker's to fix, not the app's."""
 
 
+class BadFilter(BadQuestion):
+    """A search filter that cannot be applied as given (an unknown document, a date that is not one)."""
+
+
 class BadCollectionName(RagError):
     """A collection name that is not letters, digits, '-' or '_'."""
 

@@ -12,9 +12,10 @@ from rag.answer import ChatPipeline, open_chat
 from rag.collection import Collection
 from rag.config import Settings
 from rag.errors import CollectionExists, RagError
+from rag.filters import FilterRequest, search_filter
 from rag.llm import describe_llm
 from rag.rerank import describe_reranker, retrain_advice
-from rag.store import check_collection_name, list_collections
+from rag.store import SearchFilter, check_collection_name, list_collections
 from rag.store.payload import DocumentRecord
 from service.conversations import FILE_NAME, ConversationStore
 from service.jobs import Job, JobQueue, JobState
@@ -201,6 +202,10 @@ class RagService:
 
     def documents(self, collection: str) -> list[DocumentRecord]:
         return self.collection(collection).documents()
+
+    def search_filter(self, collection: str, request: FilterRequest) -> SearchFilter | None:
+        """The store's filter for a question asked within chosen documents, types, a folder or dates."""
+        return search_filter(request, self.documents(collection) if request.documents else [])
 
     def delete_document(self, collection: str, doc_id: str) -> str:
         """Delete a document's chunks; an uploaded file goes too, so a re-ingest does not bring it back."""

@@ -279,3 +279,32 @@ def test_a_collection_embedded_by_a_server_rag_serve_itself(server: Server, tmp_
     )
     assert wrong_key.returncode == 2
     assert wrong_key.stderr.strip().splitlines()[-1].startswith("error: the embedding server at 127.0.0.1:")
+
+
+def test_a_filter_asks_within_chosen_documents_and_a_bad_one_is_a_400(server: Server) -> None:
+    client = server.client()
+    question = [{"role": "user", "content": "Which animals live in the Andes?"}]
+    unfiltered = client.chat.completions.create(model="test", messages=question)
+    assert {s["source"] for s in (unfiltered.model_extra or {})["rag"]["sources"]} == {"report.pdf"}
+    within = client.chat.completions.create(
+        model="test", messages=question, extra_body={"rag": {"filter": {"documents": ["manual.rst"]}}}
+    )
+    rag = (within.model_extra or {})["rag"]
+    assert not rag["refused"] and {s["source"] for s in rag["sources"]} == {"manual.rst"}, rag
+    typed = client.chat.completions.create(
+        model="test",
+        messages=question,
+        stream=True,
+        extra_body={"rag": {"filter": {"types": ["rst", "md"], "ingested_since": "2000-01-01"}}},
+    )
+    last = [chunk for chunk in typed][-1]
+    assert {s["source"] for s in (last.model_extra or {})["rag"]["sources"]} == {"manual.rst"}
+    with pytest.raises(openai.BadRequestError, match="no document 'nope.md'") as unknown:
+        client.chat.completions.create(
+            model="test", messages=question, extra_body={"rag": {"filter": {"documents": ["nope.md"]}}}
+        )
+    assert unknown.value.code == "bad_filter"
+    with pytest.raises(openai.BadRequestError):  # a misspelt field is refused, not ignored
+        client.chat.completions.create(
+            model="test", messages=question, extra_body={"rag": {"filter": {"document": ["report.pdf"]}}}
+        )

@@ -16,6 +16,7 @@ import gradio as gr
 from rag.answer import Answer, Source, Status, Turn
 from rag.config import AnswerMode, Settings
 from rag.errors import RagError
+from rag.filters import FilterRequest
 from rag.store.payload import DocumentRecord
 from service import RagService
 from service.jobs import Job, JobState
@@ -148,9 +149,15 @@ class ChatApp:
         top_k: int,
         rerank: bool,
         mode: str,
+        documents: list[str] | None = None,
+        types: list[str] | None = None,
+        folder: str = "",
+        since: str = "",
+        until: str = "",
         request: gr.Request | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        """Answer the chat's last message, if it is a question not yet answered: the answer streams into the chat,
+        """Answer the chat's last message, if it is a question not yet answered, searching only within the
+        filter's documents, types, folder and ingestion dates when any is set: the answer streams into the chat,
         the sources panel follows when it is done; then the turn is saved in the tab's conversation (a new one
         for its first question). Yields (chat, sources, conversation id, conversation list, list note)."""
         if not history or history[-1].get("role") != "user":
@@ -158,7 +165,10 @@ class ChatApp:
             return
         question, sources, chat = _plain(history[-1]["content"]), "", history
         answered: list[Answer] = []
-        for chat, sources in self._answer(history, collection, (top_k, rerank, mode), answered):
+        within = FilterRequest(
+            list(documents or []), list(types or []), folder or None, since or None, until or None
+        )
+        for chat, sources in self._answer(history, collection, (top_k, rerank, mode, within), answered):
             yield chat, sources, gr.skip(), gr.skip(), gr.skip()
         saved = self.conversations.save_turn(
             owner_of(request),
@@ -171,23 +181,30 @@ class ChatApp:
         yield chat, sources, *saved
 
     def _answer(
-        self, history: ChatHistory, collection: str, options: tuple[int, bool, str], answered: list[Answer]
+        self,
+        history: ChatHistory,
+        collection: str,
+        options: tuple[int, bool, str, FilterRequest],
+        answered: list[Answer],
     ) -> Iterator[tuple[ChatHistory, str]]:
         """(chat, sources panel) as the answer to the last message streams; the final Answer into answered."""
-        top_k, rerank, mode = options
+        top_k, rerank, mode, within = options
         message = _plain(history[-1]["content"])
         prior = _turns(history[:-1])
         history = [*history, {"role": "assistant", "content": ""}]
         yield history, _pending("Opening the collection…")
         try:
             pipeline = self.service.pipeline(collection)
+            flt = self.service.search_filter(collection, within)
             text = ""
-            events = pipeline.stream(message, prior, top_k=int(top_k), rerank=bool(rerank), mode=mode or None)
+            events = pipeline.stream(
+                message, prior, top_k=int(top_k), rerank=bool(rerank), mode=mode or None, flt=flt
+            )
             for event in events:
                 if isinstance(event, Answer):
                     history[-1]["content"] = _final_text(event)
                     answered.append(event)
-                    yield history, render_sources(event)
+                    yield history, _within_note(within) + render_sources(event)
                 elif isinstance(event, Status):
                     yield history, _pending(event.text)
                 else:
@@ -339,6 +356,14 @@ class ChatApp:
         choices = [(d.source, d.doc_id) for d in docs]
         return rows, gr.update(choices=choices, value=None), None
 
+    def filter_choices(self, collection: str) -> tuple[Any, Any]:
+        """The collection's documents and file types, to search within."""
+        docs = self._documents_or_none(collection)
+        return (
+            gr.update(choices=sorted(d.source for d in docs), value=[]),
+            gr.update(choices=sorted({d.file_type for d in docs if d.file_type}), value=[]),
+        )
+
     def collection_choices(self, current: str | None = None) -> Any:
         try:
             names = self.service.collections()
@@ -414,6 +439,9 @@ class ChatApp:
                 self.collection_choices, [options.collection], [options.collection], api_visibility="private"
             ).then(
                 self.refresh, [options.collection], [*docs.outputs, options.status], api_visibility="private"
+            ).then(self.filter_choices, [options.collection], chat.within[:2], api_visibility="private")
+            options.collection.change(
+                self.filter_choices, [options.collection], chat.within[:2], api_visibility="private"
             )
             gr.api(self.chat_api, api_name="chat", concurrency_limit=8)
         return demo
@@ -421,21 +449,7 @@ class ChatApp:
     def _chat_tab(self) -> SimpleNamespace:
         with gr.Tab("Chat"), gr.Row():
             with gr.Column(scale=1, min_width=180):
-                new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
-                listed = gr.Radio(label="Conversations", choices=[], elem_id="conversations")
-                note = gr.Markdown(elem_id="conversations-note")
-                with gr.Accordion("Rename or delete", open=False, elem_id="conversation-tools"):
-                    name = gr.Textbox(label="Name", max_lines=1, elem_id="conversation-name")
-                    rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
-                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
-                    with gr.Row(visible=False, elem_id="confirm-delete-conversation") as confirm_row:
-                        gr.Markdown("Delete this conversation? This cannot be undone.")
-                        confirm = gr.Button(
-                            "Delete it", variant="stop", elem_id="confirm-delete-conversation-yes"
-                        )
-                        cancel = gr.Button("Keep it", elem_id="confirm-delete-conversation-no")
-                # the tab's open conversation; hidden, and not a gr.State (see ui/conversations.py)
-                conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
+                side = self.conversations.column()
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chatbot")
                 with gr.Row():
@@ -446,6 +460,7 @@ class ChatApp:
                         elem_id="question",
                     )
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                within = _within_controls()
                 feedback_note = gr.Textbox(
                     placeholder="A note to go with your thumbs up or down on an answer (optional): type it, then click",
                     show_label=False,
@@ -459,18 +474,10 @@ class ChatApp:
             chatbot=chatbot,
             box=box,
             send=send,
-            new_chat=new_chat,
             sources=sources,
-            listed=listed,
-            note=note,
-            name=name,
-            rename=rename,
-            delete=delete,
-            confirm_row=confirm_row,
-            confirm=confirm,
-            cancel=cancel,
-            conversation_id=conversation_id,
             feedback_note=feedback_note,
+            within=within,
+            **vars(side),
         )
 
     def _documents_tab(self) -> SimpleNamespace:
@@ -588,7 +595,7 @@ class ChatApp:
         for trigger in (chat.box.submit, chat.send.click):
             trigger(self.submit, [chat.box, chat.chatbot], asked, queue=False, api_visibility="private").then(
                 self.respond,
-                [chat.chatbot, chat.conversation_id, *settings],
+                [chat.chatbot, chat.conversation_id, *settings, *chat.within],
                 answered,
                 api_visibility="private",
                 concurrency_limit=8,
@@ -675,6 +682,37 @@ def _job_outcome(job: Job) -> str:
     if job.summary is None:
         return "Cancelled before it started: nothing was ingested."
     return job.summary.render()
+
+
+def _within_controls() -> list[Any]:
+    """The filter beside the question: documents, types, a folder, ingestion dates (in FilterRequest's order)."""
+    with gr.Accordion("Search within", open=False, elem_id="search-within"):
+        with gr.Row():
+            documents = gr.Dropdown(
+                label="Documents", multiselect=True, choices=[], elem_id="filter-documents", scale=3
+            )
+            types = gr.Dropdown(label="Types", multiselect=True, choices=[], elem_id="filter-types", scale=1)
+        with gr.Row():
+            folder = gr.Textbox(label="Folder", placeholder="e.g. guides/", elem_id="filter-folder")
+            since = gr.Textbox(label="Ingested since", placeholder="YYYY-MM-DD", elem_id="filter-since")
+            until = gr.Textbox(label="Ingested until", placeholder="YYYY-MM-DD", elem_id="filter-until")
+    return [documents, types, folder, since, until]
+
+
+def _within_note(within: FilterRequest) -> str:
+    """What the search was limited to, above the sources, so a refusal under a filter is read as one."""
+    if within.is_empty():
+        return ""
+    parts = []
+    if within.documents:
+        parts.append("documents " + ", ".join(within.documents))
+    if within.types:
+        parts.append("types " + ", ".join(within.types))
+    if within.path:
+        parts.append(f"folder {within.path}")
+    if within.ingested_since or within.ingested_until:
+        parts.append(f"ingested {within.ingested_since or '…'} to {within.ingested_until or '…'}")
+    return f"<p class='within'>Searched only within {html.escape('; '.join(parts))}.</p>"
 
 
 def _final_text(answer: Answer) -> str:

@@ -38,6 +38,34 @@ class ConversationPanel:
         self.store = store
         self._collection_choices: Callable[[str], Any] = lambda name: gr.update(value=name)
 
+    def column(self) -> SimpleNamespace:
+        """The side list and its tools, in the caller's column."""
+        new_chat = gr.Button("New chat", size="sm", elem_id="new-chat")
+        listed = gr.Radio(label="Conversations", choices=[], elem_id="conversations")
+        note = gr.Markdown(elem_id="conversations-note")
+        with gr.Accordion("Rename or delete", open=False, elem_id="conversation-tools"):
+            name = gr.Textbox(label="Name", max_lines=1, elem_id="conversation-name")
+            rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+            delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+            with gr.Row(visible=False, elem_id="confirm-delete-conversation") as confirm_row:
+                gr.Markdown("Delete this conversation? This cannot be undone.")
+                confirm = gr.Button("Delete it", variant="stop", elem_id="confirm-delete-conversation-yes")
+                cancel = gr.Button("Keep it", elem_id="confirm-delete-conversation-no")
+        # the tab's open conversation: hidden, and not a gr.State (see the module's note)
+        conversation_id = gr.Textbox(visible=False, elem_id="conversation-id")
+        return SimpleNamespace(
+            new_chat=new_chat,
+            listed=listed,
+            note=note,
+            name=name,
+            rename=rename,
+            delete=delete,
+            confirm_row=confirm_row,
+            confirm=confirm,
+            cancel=cancel,
+            conversation_id=conversation_id,
+        )
+
     def wire(self, chat: SimpleNamespace, collection: Any, collection_choices: Callable[[str], Any]) -> None:
         """The list's, the tools' and the thumbs' events (private: not part of the app's API; named, so they take
         no name an API route has, such as the documents' `delete`)."""

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from rag.store.payload import ChunkPayload, DocumentRecord
 from rag.store.schema import (
+    DATETIME_FIELDS,
     DENSE,
     KEYWORD_FIELDS,
     KIND_CHUNK,
@@ -20,6 +21,7 @@ from rag.store.schema import (
 )
 
 __all__ = [
+    "DATETIME_FIELDS",
     "DENSE",
     "KEYWORD_FIELDS",
     "KIND_CHUNK",
@@ -68,13 +70,19 @@ class Hit:
 
 @dataclass
 class SearchFilter:
-    """Restrict a search to a folder/file prefix and/or file types."""
+    """Restrict a search to chosen documents, a folder or file prefix, file types, and an ingestion-date range
+    (ISO 8601 instants: from inclusive, until exclusive); every part given must hold."""
 
     path_prefix: str | None = None
     file_types: list[str] = field(default_factory=list)
+    doc_ids: list[str] = field(default_factory=list)
+    ingested_from: str | None = None
+    ingested_until: str | None = None
 
     def is_empty(self) -> bool:
-        return not self.path_prefix and not self.file_types
+        return not (
+            self.path_prefix or self.file_types or self.doc_ids or self.ingested_from or self.ingested_until
+        )
 
 
 class VectorStore(Protocol):

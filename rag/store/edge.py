@@ -10,7 +10,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from rag.errors import RagError, StoreLockedError
-from rag.store.base import DENSE, KIND_CHUNK, SearchFilter
+from rag.store.base import DATETIME_FIELDS, DENSE, KIND_CHUNK, SearchFilter
 from rag.store.qdrant import (
     OVERSAMPLING,
     CollectionSpec,
@@ -84,9 +84,19 @@ class EdgeEngine:
         if shard_dir.exists() and any(shard_dir.iterdir()):
             try:
                 self._shard = qe.EdgeShard.load(str(shard_dir))
+                self._index_dates(self._shard)
             except Exception as exc:  # the engine raises a bare Exception
                 self._lock.release()
                 raise RagError(f"cannot open the store at {shard_dir}: {exc}") from exc
+
+    @staticmethod
+    def _index_dates(shard: qe.EdgeShard) -> None:
+        """A collection made before ingestion dates were indexed gets the index (once; the filter works without
+        it, by reading every payload)."""
+        indexed = shard.info().payload_schema
+        for name in DATETIME_FIELDS:
+            if name not in indexed:
+                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
 
     @property
     def exists(self) -> bool:
@@ -110,6 +120,10 @@ class EdgeEngine:
     def filter(must: list[Any] | None = None, should: list[Any] | None = None) -> qe.Filter:
         return qe.Filter(must=must, should=should)
 
+    @staticmethod
+    def datetime_range(key: str, gte: str | None, lt: str | None) -> qe.FieldCondition:
+        return qe.FieldCondition(key=key, range=qe.RangeDateTime(gte=gte, lt=lt))
+
     def create(self, spec: CollectionSpec) -> None:
         config = qe.EdgeConfig(
             vectors={
@@ -131,6 +145,8 @@ class EdgeEngine:
         self._shard = qe.EdgeShard.create(str(self.folder / "shard"), config)
         for name in spec.keyword_fields:
             self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        for name in spec.datetime_fields:
+            self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Datetime))
 
     def upsert(self, points: list[Row]) -> None:
         native = [

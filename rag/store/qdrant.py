@@ -14,6 +14,7 @@ import numpy as np
 
 from rag.config import HNSW_EF, HNSW_EF_CONSTRUCT, HNSW_M
 from rag.store.base import (
+    DATETIME_FIELDS,
     DENSE,
     KEYWORD_FIELDS,
     KIND_CHUNK,
@@ -66,6 +67,7 @@ class CollectionSpec:
     dense: str = DENSE
     sparse: str = SPARSE
     keyword_fields: tuple[str, ...] = KEYWORD_FIELDS
+    datetime_fields: tuple[str, ...] = DATETIME_FIELDS
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class FilterParts(Protocol):
     def match_any(self, key: str, values: list[str]) -> Native: ...
 
     def filter(self, must: list[Native] | None = None, should: list[Native] | None = None) -> Native: ...
+
+    def datetime_range(self, key: str, gte: str | None, lt: str | None) -> Native: ...
 
 
 class Engine(FilterParts, Protocol):
@@ -165,6 +169,10 @@ def build_filter(parts: FilterParts, flt: SearchFilter | None = None, **equal: s
         must.append(parts.filter(should=[parts.match("source", prefix), parts.match("dirs", prefix)]))
     if flt and flt.file_types:
         must.append(parts.match_any("file_type", [t.lower() for t in flt.file_types]))
+    if flt and flt.doc_ids:
+        must.append(parts.match_any("doc_id", list(flt.doc_ids)))
+    if flt and (flt.ingested_from or flt.ingested_until):
+        must.append(parts.datetime_range("ingested_at", flt.ingested_from, flt.ingested_until))
     return parts.filter(must=must) if must else None
 
 

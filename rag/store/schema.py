@@ -11,6 +11,9 @@ KIND_CHUNK = "chunk"
 KIND_DOC = "doc"
 KIND_META = "meta"
 KEYWORD_FIELDS = ("kind", "doc_id", "root", "source", "dirs", "file_type")
+DATETIME_FIELDS = (
+    "ingested_at",
+)  # indexed for ingestion-date filters (collections created from 2026-12-05 on)
 
 _NAMESPACE = uuid.UUID("6f1c1f0e-3a44-4d7e-9d55-2f4b8f0a7c11")
 META_ID = str(uuid.uuid5(_NAMESPACE, "collection-meta"))

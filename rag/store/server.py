@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 
 from rag.errors import RagError
-from rag.store.base import DENSE
+from rag.store.base import DATETIME_FIELDS, DENSE
 from rag.store.qdrant import (
     OVERSAMPLING,
     CollectionSpec,
@@ -65,8 +66,18 @@ class ServerEngine:
         self.description = f"Qdrant at {url.split('@')[-1]} collection {collection!r}"
         try:
             self._exists = client.collection_exists(collection)
+            if self._exists:
+                self._index_dates()
         except Exception as exc:  # connection errors come in many types
             raise RagError(f"cannot reach Qdrant at {url}: {exc}") from exc
+
+    def _index_dates(self) -> None:
+        """A collection made before ingestion dates were indexed gets the index (a server may refuse filters on
+        fields without one)."""
+        indexed = self.client.get_collection(self.name).payload_schema or {}
+        for name in DATETIME_FIELDS:
+            if name not in indexed:
+                self.client.create_payload_index(self.name, name, models.PayloadSchemaType.DATETIME)
 
     @property
     def exists(self) -> bool:
@@ -83,6 +94,13 @@ class ServerEngine:
     @staticmethod
     def filter(must: list[Any] | None = None, should: list[Any] | None = None) -> models.Filter:
         return models.Filter(must=must, should=should)
+
+    @staticmethod
+    def datetime_range(key: str, gte: str | None, lt: str | None) -> models.FieldCondition:
+        def moment(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        return models.FieldCondition(key=key, range=models.DatetimeRange(gte=moment(gte), lt=moment(lt)))
 
     def create(self, spec: CollectionSpec) -> None:
         self.client.create_collection(
@@ -103,6 +121,8 @@ class ServerEngine:
         )
         for name in spec.keyword_fields:
             self.client.create_payload_index(self.name, name, models.PayloadSchemaType.KEYWORD)
+        for name in spec.datetime_fields:
+            self.client.create_payload_index(self.name, name, models.PayloadSchemaType.DATETIME)
         self._exists = True
 
     def upsert(self, points: list[Row]) -> None:

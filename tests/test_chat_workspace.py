@@ -1,6 +1,7 @@
-"""Saved conversations the way people use them: two tabs of the launched app, a thumbs-down with a note, a restart,
-the list after it, a conversation continued with its history, the terminal's `rag chat --list/--resume`, and the
-rated answers turned into a QA file by `rag eval --from-feedback`."""
+"""The chat as a place to work, used the way people use it in the launched app: saved conversations (two tabs, a
+thumbs-down with a note, a restart, the list after it, a conversation continued with its history, the terminal's
+`rag chat --list/--resume`, rated answers turned into a QA file by `rag eval --from-feedback`) and searching
+within chosen documents."""
 
 from __future__ import annotations
 
@@ -201,3 +202,25 @@ def test_with_a_corrupt_conversation_database_the_chat_still_answers_and_says_wh
     assert "Ostriches cannot fly" in reply, reply
     assert note.count("\n") == 0 and "the chat still works, unsaved" in note, note
     assert (data / "app.db").read_bytes() == damaged  # not overwritten: its owner decides
+
+
+@needs_chromium
+def test_searching_within_one_document_changes_the_sources(env: dict[str, str], browser: Any) -> None:
+    with launched("ui", Path(env["RAG_DATA_DIR"]), env, timeout_s=180) as (port, _):
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(f"http://127.0.0.1:{port}/")
+        _, everywhere = _ask(page, "Which animals live in the Andes?")
+        page.locator("#new-chat").click()
+        page.locator("#search-within").get_by_text("Search within").click()
+        page.locator("#filter-documents input").click()
+        page.get_by_role("option", name="manual.rst").click()
+        page.keyboard.press("Escape")
+        reply, within = _ask(page, "Which animals live in the Andes?")
+        page.wait_for_timeout(1000)  # the list's pending shade gone, for the screenshot
+        page.screenshot(path=str(ARTIFACTS / "ui-search-within.png"), full_page=True)
+        page.close()
+    quoted = [line for line in everywhere.splitlines() if "✓" in line]
+    assert len(quoted) == 1 and "report.pdf" in quoted[0], everywhere  # the whole collection: the condor page
+    assert "Searched only within documents manual.rst" in within, within
+    assert "manual.rst" in within and "report.pdf" not in within, within
+    assert "Vicunas live in the high Andes" in reply, reply

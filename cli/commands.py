@@ -377,7 +377,9 @@ class _SavedChat:
 
         if not self.id:
             return []
-        return [Turn(m.role, m.content) for m in self.store.messages(LOCAL_OWNER, self.id)]
+        from service.viewer import unlinked
+
+        return [Turn(m.role, unlinked(m.content)) for m in self.store.messages(LOCAL_OWNER, self.id)]
 
     def save(self, question: str, answer: Any) -> None:
         from service.conversations import answer_record

@@ -64,6 +64,7 @@ class Source:
     # "unsupported": the LLM cited it, but no sentence citing it is supported by it
     cited_by: str = "model"
     ocr: bool = False  # the passage was read by OCR from a scan or an image: its words may be misread
+    chunk_index: int | None = None  # which of the document's chunks: where a citation opens it
 
     @classmethod
     def from_passage(cls, passage: Passage) -> Source:
@@ -77,6 +78,7 @@ class Source:
             text=chunk.text,
             doc_id=chunk.doc_id,
             ocr=chunk.ocr,
+            chunk_index=chunk.chunk_index,
         )
 
     def location(self) -> str:

@@ -15,6 +15,8 @@ from starlette.requests import HTTPConnection
 from service.asgi import ASGIApp, Receive, Scope, Send
 
 API_PREFIXES = ("/v1/", "/health")
+# The citation viewer: opened from the UI (its login) and by API clients from an answer's sources (the key).
+EITHER_PREFIXES = ("/view/",)
 # What a browser needs before it has logged in (the login page, its scripts, styles and icons) and the API's
 # description (no data); everything else is refused without credentials. docs/api.md, "Who can reach what".
 PUBLIC_EXACT = frozenset(
@@ -89,6 +91,8 @@ class AccessGate:
         if path.startswith(API_PREFIXES):
             return self.credentials.bearer_ok(connection)
         if is_public(path, scope.get("method", "GET")):
+            return True
+        if path.startswith(EITHER_PREFIXES) and self.credentials.bearer_ok(connection):
             return True
         return self.sessions(connection)
 

@@ -308,3 +308,20 @@ def test_a_filter_asks_within_chosen_documents_and_a_bad_one_is_a_400(server: Se
         client.chat.completions.create(
             model="test", messages=question, extra_body={"rag": {"filter": {"document": ["report.pdf"]}}}
         )
+
+
+def test_the_citation_viewer_is_behind_the_key_and_opens_only_what_is_there(server: Server) -> None:
+    with server.http() as http:
+        docs = {d["source"]: d["doc_id"] for d in http.get("/v1/collections/test/documents").json()["data"]}
+        page = http.get(
+            f"/view/test/{docs['guide.md']}", params={"chunk": 1, "hl": "Alpacas eat grass and hay."}
+        )
+        assert (
+            page.status_code == 200 and "<mark class='quote'>Alpacas eat grass and hay.</mark>" in page.text
+        )
+        assert http.get(f"/view/test/{docs['guide.md']}/file").text.startswith("# Alpaca guide")
+        assert http.get("/view/test/no-such-document").status_code == 404
+        assert http.get(f"/view/nope/{docs['guide.md']}").status_code == 404
+        assert http.get(f"/view/test/{docs['report.pdf']}/page/9.png").status_code == 404  # it has 2 pages
+    assert httpx.get(f"{server.url}/view/test/{docs['guide.md']}").status_code == 401
+    assert httpx.get(f"{server.url}/view/test/{docs['guide.md']}/file").status_code == 401

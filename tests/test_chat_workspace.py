@@ -224,3 +224,48 @@ def test_searching_within_one_document_changes_the_sources(env: dict[str, str], 
     assert "Searched only within documents manual.rst" in within, within
     assert "manual.rst" in within and "report.pdf" not in within, within
     assert "Vicunas live in the high Andes" in reply, reply
+
+
+def _yellow_pixels(png: bytes) -> int:
+    """Pixels of the highlight's shade (amber over white paper), not of black text or white paper."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return sum(1 for r, g, b in image.get_flattened_data() if r > 235 and 180 < g < 245 and b < 200)
+
+
+@needs_chromium
+def test_a_citation_opens_its_passage_in_the_document_beside_the_chat(
+    env: dict[str, str], browser: Any
+) -> None:
+    with launched("ui", Path(env["RAG_DATA_DIR"]), env, timeout_s=180) as (port, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"http://127.0.0.1:{port}/")
+        reply, _ = _ask(page, "Which animals live in the Andes?")
+        assert "Page two talks about the Andes condor." in reply, reply
+        page.locator("#chatbot a.cite").first.click()
+        viewer = page.frame_locator("#viewer iframe")
+        viewer.locator("mark.quote").wait_for(timeout=30_000)
+        quoted = viewer.locator("mark.quote").inner_text()
+        header = viewer.locator("header").inner_text()
+        picture = viewer.locator("img.page")
+        picture.wait_for(timeout=30_000)
+        page.wait_for_function(
+            "() => { const f = document.querySelector('#viewer iframe').contentDocument;"
+            " const i = f && f.querySelector('img.page'); return i && i.complete && i.naturalWidth > 0; }",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(ARTIFACTS / "ui-citation-viewer.png"), full_page=True)
+        frame_url = page.frame_locator("#viewer iframe").locator("body").evaluate("() => location.href")
+        png = page.request.get(picture.evaluate("(i) => i.src")).body()
+        original = page.request.get(viewer.locator("header a").evaluate("(a) => a.href")).body()
+        pages_open = len(page.context.pages)
+        page.close()
+    assert pages_open == 1  # the viewer beside the chat, not a new tab
+    assert quoted == "Page two talks about the Andes condor."
+    assert header.startswith("report.pdf") and "page 2" in header and "Download report.pdf" in header
+    assert "/view/test/" in frame_url
+    assert _yellow_pixels(png) > 500  # the quoted line is highlighted on the rendered page
+    assert original[:5] == b"%PDF-"  # the original file, for download

@@ -20,6 +20,8 @@ from rag.filters import FilterRequest
 from rag.store.payload import DocumentRecord
 from service import RagService
 from service.jobs import Job, JobState
+from service.viewer import unlinked
+from ui.citations import VIEWER, linked_text, quotes_by_source, source_link
 from ui.conversations import ConversationPanel, owner_of
 
 log = logging.getLogger("rag.ui")
@@ -46,14 +48,23 @@ JOBS_TICK_S = 2.0  # how often the Documents tab looks for ingestion jobs starte
 PRUNE_LISTED = 20  # paths the prune question lists; a whole unmounted drive would make it a wall of text
 
 
-def render_sources(answer: Answer) -> str:
-    """The numbered passages the answer was drawn from, in the order of their [n]; cited ones marked."""
+def render_sources(answer: Answer, collection: str = "") -> str:
+    """The numbered passages the answer was drawn from, in the order of their [n]; cited ones marked; each opens
+    in its document (when the collection is known)."""
     if answer.refused:
         return (
             "<div class='refused'>No source: the documents do not contain an answer to this question.</div>"
         )
     cited = {s.n: s.cited_by for s in answer.sources}
-    items = [_source_item(s, cited.get(s.n)) for s in sorted(answer.context, key=lambda s: s.n)]
+    quotes = quotes_by_source(answer)
+    items = [
+        _source_item(
+            s, cited.get(s.n), source_link(s, collection, quotes.get(s.n, []), "open in its document")
+        )
+        if collection
+        else _source_item(s, cited.get(s.n))
+        for s in sorted(answer.context, key=lambda s: s.n)
+    ]
     notes = []
     if not cited:
         notes.append("<p class='refused'>The answer cites none of these passages.</p>")
@@ -71,7 +82,7 @@ def render_sources(answer: Answer) -> str:
     return "<div class='sources'>" + "".join(notes + items) + "</div>"
 
 
-def _source_item(s: Source, cited_by: str | None) -> str:
+def _source_item(s: Source, cited_by: str | None, opener: str = "") -> str:
     page = html.escape(s.location())
     title = f" — {html.escape(s.title)}" if s.title else ""
     mark = {
@@ -83,7 +94,7 @@ def _source_item(s: Source, cited_by: str | None) -> str:
     kind = "snippet code" if looks_like_code(s.text) else "snippet"
     return (
         f"<details class='source'><summary>[{s.n}] {html.escape(s.source)}{page}{title} · score {s.score:.2f}{mark}"
-        f"</summary><div class='{kind}'>{html.escape(s.text)}</div></details>"
+        f"</summary><div class='{kind}'>{html.escape(s.text)}</div>{opener}</details>"
     )
 
 
@@ -110,7 +121,12 @@ def _failed(history: ChatHistory, why: str) -> tuple[ChatHistory, str]:
 
 
 def _turns(history: ChatHistory) -> list[Turn]:
-    return [Turn(m["role"], _plain(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
+    """The chat as the pipeline reads it: the replies' citation links back to [n]."""
+    return [
+        Turn(m["role"], unlinked(_plain(m["content"])))
+        for m in history
+        if m.get("role") in ("user", "assistant")
+    ]
 
 
 def _plain(content: Any) -> str:
@@ -202,9 +218,9 @@ class ChatApp:
             )
             for event in events:
                 if isinstance(event, Answer):
-                    history[-1]["content"] = _final_text(event)
+                    history[-1]["content"] = _final_text(event, collection)
                     answered.append(event)
-                    yield history, _within_note(within) + render_sources(event)
+                    yield history, _within_note(within) + render_sources(event, collection)
                 elif isinstance(event, Status):
                     yield history, _pending(event.text)
                 else:
@@ -470,6 +486,7 @@ class ChatApp:
             with gr.Column(scale=2):
                 gr.Markdown("### Sources")
                 sources = gr.HTML(elem_id="sources")
+                gr.HTML(VIEWER, elem_id="viewer")
         return SimpleNamespace(
             chatbot=chatbot,
             box=box,
@@ -715,9 +732,10 @@ def _within_note(within: FilterRequest) -> str:
     return f"<p class='within'>Searched only within {html.escape('; '.join(parts))}.</p>"
 
 
-def _final_text(answer: Answer) -> str:
-    """The answer (a refusal in italics), with what was searched under it when that was not the question."""
-    text = answer.answer if not answer.refused else f"_{answer.answer}_"
+def _final_text(answer: Answer, collection: str) -> str:
+    """The answer (a refusal in italics), each [n] a link to its passage in its document, with what was searched
+    under it when that was not the question."""
+    text = linked_text(answer.answer, answer, collection) if not answer.refused else f"_{answer.answer}_"
     if answer.searched_for:
         text += f"\n\n🔎 searched for: {_markdown_escaped(answer.searched_for)}"
     return text

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import fastapi
 import gradio as gr
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from gradio.routes import App as GradioApp
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 
 from rag.config import Settings
+from rag.errors import RagError
+from service import RagService
 from service.access import AccessGate, Credentials
 from service.serving import serve
 from service.throttle import LoginThrottle
+from service.viewer import SourceView, original_file, page_png, source_view, view_html
+from ui import citations
 from ui.app import CSS, ChatApp
 
 
@@ -30,13 +36,17 @@ def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -
     """The Gradio app at /, its login throttled per address, and every route of the server behind
     service.access's rule (the key or the login) when either is set."""
     server.add_middleware(LoginThrottle)
+    server.include_router(
+        viewer_routes(chat.service)
+    )  # before the UI's mount at /, which would take its paths
     demo = chat.build().queue(default_concurrency_limit=4)
     mounted = gr.mount_gradio_app(
         server,
         demo,
         path="/",
         auth=credentials.gradio_auth(),
-        css=CSS,
+        css=CSS + citations.CSS,
+        head=citations.HEAD,
         show_error=False,
         footer_links=["api"],
         max_file_size=chat.settings.upload_max_bytes,
@@ -70,3 +80,41 @@ def launch(settings: Settings, host: str, port: int, user: str | None, password:
         serve(web_app(chat, user, password, key), host, port, "rag ui", settings.trusted_proxies)
     finally:
         chat.service.close()
+
+
+Quotes = Annotated[list[str] | None, fastapi.Query()]  # the sentences to mark, from the answer
+
+
+def viewer_routes(service: RagService) -> fastapi.APIRouter:
+    """/view/COLLECTION/DOC_ID?chunk=N&hl=...: a cited passage in its document (service/viewer.py); its PDF page
+    as an image; its original file. Behind the same access rule as every route of the server."""
+    router = fastapi.APIRouter()
+
+    def view_of(collection: str, doc_id: str, chunk: int) -> SourceView:
+        try:
+            return source_view(service.collection(collection), doc_id, chunk)
+        except RagError as exc:
+            raise fastapi.HTTPException(404, str(exc)) from None
+
+    @router.get("/view/{collection}/{doc_id}", response_class=HTMLResponse, include_in_schema=False)
+    def view(collection: str, doc_id: str, chunk: int = 0, hl: Quotes = None) -> str:
+        return view_html(view_of(collection, doc_id, chunk), hl or [])
+
+    @router.get("/view/{collection}/{doc_id}/page/{page}.png", include_in_schema=False)
+    def page(collection: str, doc_id: str, page: int, chunk: int = 0, hl: Quotes = None) -> Response:
+        shown = view_of(collection, doc_id, chunk)
+        try:
+            return Response(page_png(shown, page, hl or []), media_type="image/png")
+        except RagError as exc:
+            raise fastapi.HTTPException(404, str(exc)) from None
+
+    @router.get("/view/{collection}/{doc_id}/file", include_in_schema=False)
+    def original(collection: str, doc_id: str) -> FileResponse:
+        record = view_of(collection, doc_id, 0).record
+        try:
+            path = original_file(record)
+        except RagError as exc:
+            raise fastapi.HTTPException(404, str(exc)) from None
+        return FileResponse(path, filename=path.name)
+
+    return router

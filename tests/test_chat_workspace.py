@@ -269,3 +269,39 @@ def test_a_citation_opens_its_passage_in_the_document_beside_the_chat(
     assert "/view/test/" in frame_url
     assert _yellow_pixels(png) > 500  # the quoted line is highlighted on the rendered page
     assert original[:5] == b"%PDF-"  # the original file, for download
+
+
+def _log_in(browser: Any, url: str, name: str, password: str) -> Any:
+    """A browser of its own (its own cookies) logged in as name."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.locator("#question textarea").wait_for(timeout=60_000)
+    return page
+
+
+@needs_chromium
+def test_two_logins_at_once_keep_their_conversations_apart(env: dict[str, str], browser: Any) -> None:
+    key = "sk-workspace-key-123456"
+    data = Path(env["RAG_DATA_DIR"])
+    with launched("ui", data, env | {"RAG_API_KEY": key}, timeout_s=180) as (port, _):
+        url = f"http://127.0.0.1:{port}/"
+        ana, ben = _log_in(browser, url, "ana", key), _log_in(browser, url, "ben", key)
+        _ask(ana, "What is the largest living rodent?")
+        _ask(ben, "What do llamas need every day?")
+        ana.reload()
+        ben.reload()
+        for page in (ana, ben):
+            page.locator("#conversations label").first.wait_for(timeout=30_000)
+        seen = {"ana": _listed(ana), "ben": _listed(ben)}
+        for page in (ana, ben):
+            page.context.close()
+    assert seen == {
+        "ana": ["What is the largest living rodent?"],
+        "ben": ["What do llamas need every day?"],
+    }, seen
+    listed = subprocess.run([RAG_BIN, "chat", "--list"], env=env, capture_output=True, text=True, timeout=120)
+    assert "rodent" not in listed.stdout and "llamas" not in listed.stdout  # nor the terminal's (no login)

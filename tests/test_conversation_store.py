@@ -139,3 +139,17 @@ def test_rated_answers_export_as_a_qa_file_rag_eval_reads(tmp_path: Path) -> Non
     assert records[1]["note"] == "the guide says they sleep in barns" and records[1]["needs_gold"]
     assert [p["source"] for p in records[1]["passages"]] == ["guide.md", "report.pdf#page=2"]
     assert records[1]["searched_for"] == "What do alpacas eat?"
+
+
+def test_a_turn_in_a_conversation_deleted_in_another_tab_starts_a_new_one(tmp_path: Path) -> None:
+    from ui.conversations import ConversationPanel
+
+    store = ConversationStore(tmp_path / "app.db")
+    panel = ConversationPanel(store)
+    first, listed, note = panel.save_turn("", "", "docs", ("Q1?", "A1."), None, "")
+    assert note == "" and [c.id for c in store.conversations("")] == [first]
+    store.delete("", first)  # the other tab
+    second, listed, note = panel.save_turn("", first, "docs", ("Q2?", "A2."), None, "")
+    assert second != first and note == ""
+    assert [(c.title, c.messages) for c in store.conversations("")] == [("Q2?", 2)]
+    assert listed["value"] == second and listed["choices"] == [("Q2?", second)]

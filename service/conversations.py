@@ -89,6 +89,7 @@ class SavedMessage:
     content: str
     answer: dict[str, Any] | None
     sources_html: str
+    rating: int | None = None  # the owner's thumb on this answer: 1, -1, or none
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,10 @@ class ConversationStore:
         found = self.get(owner, conversation_id)
         with self._db() as db:
             rows = db.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (found.id,)
+                "SELECT m.*, f.rating FROM messages m "
+                "LEFT JOIN feedback f ON f.message_id = m.id AND f.owner = ? "
+                "WHERE m.conversation_id = ? ORDER BY m.id",
+                (owner, found.id),
             ).fetchall()
         return [
             SavedMessage(
@@ -182,6 +186,7 @@ class ConversationStore:
                 row["content"],
                 json.loads(row["answer"]) if row["answer"] else None,
                 row["sources_html"] or "",
+                row["rating"],
             )
             for row in rows
         ]

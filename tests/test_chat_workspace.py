@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evals.qa import load_qa
-from tests.conftest import RAG_BIN, cli_env, launched
+from tests.conftest import ARTIFACTS, RAG_BIN, cli_env, launched, needs_chromium
 from tests.docs_factory import make_corpus
-from tests.test_ui import ARTIFACTS, CHROMIUM, FLAGS, needs_chromium
 
 pytestmark = pytest.mark.slow  # the launched app, twice, and Chromium
 
@@ -29,17 +27,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     full = cli_env(data) | {"RAG_COLLECTION": "test", "RAG_ANSWER_MODE": "evidence"}
     subprocess.run([RAG_BIN, "ingest", str(corpus), "--no-progress"], env=full, check=True, timeout=300)
     return full
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _ask(page: Any, question: str) -> tuple[str, str]:
@@ -116,6 +103,7 @@ def test_conversations_survive_a_restart_stay_apart_in_two_tabs_and_feed_back(
         assert "manual.rst" in page.locator("#sources").inner_text()  # its sources, as they were
         page.locator("#conversations label").get_by_text("Can ostriches fly?").click()
         _wait_for_rows(page, 4)
+        assert page.locator("#chatbot button[aria-label='Disliked']").count() == 1  # its thumb, as left
         reply, sources = _ask(
             page, "Where do they live?"
         )  # continued, with its history: still about ostriches

@@ -15,8 +15,7 @@ import openai
 import pytest
 
 from evals.fetch_corpora import debian_faq_dir
-from tests.conftest import RAG_BIN, cli_env, launched
-from tests.test_ui import ARTIFACTS, CHROMIUM, FLAGS, needs_chromium
+from tests.conftest import ARTIFACTS, RAG_BIN, cli_env, launched, needs_chromium
 
 pytestmark = pytest.mark.slow  # the Debian FAQ fetched and ingested, a real server and browser
 
@@ -80,17 +79,6 @@ def test_a_follow_up_is_searched_with_its_topic_and_says_so(url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _ask(page: Any, question: str, turn: int) -> tuple[str, str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import qdrant_edge as qe
 
 from rag.collection import Collection
 from rag.config import Settings
@@ -72,42 +74,36 @@ def test_a_filter_that_cannot_apply_says_why_in_one_line(settings: Settings, tmp
     assert search_filter(FilterRequest(), documents) is None
 
 
-def store_points(settings: Settings) -> int:
+def _points(settings: Settings) -> int:
     with Collection(settings) as collection:
         documents = collection.documents()
     return sum(d.chunks for d in documents) + len(documents)
 
 
+def _date_index(settings: Settings, drop: bool = False) -> Any:
+    """The edge shard's index on ingested_at (None if it has none); drop: remove it first, as a collection made
+    before this index existed lacks it."""
+    store = open_store(settings)
+    try:
+        shard = store.engine.shard  # type: ignore[attr-defined]
+        if drop:
+            shard.update(qe.UpdateOperation.delete_field_index("ingested_at"))
+        return shard.info().payload_schema.get("ingested_at")
+    finally:
+        store.close()
+
+
 def test_a_new_collection_indexes_ingestion_dates(settings: Settings, tmp_path: Path) -> None:
     """The date filter runs on a payload index, as the keyword ones do, not on a scan of every payload."""
     run_ingest(settings, make_corpus(tmp_path / "corpus"))
-    store = open_store(settings)
-    try:
-        schema = store.engine.shard.info().payload_schema  # type: ignore[attr-defined]
-    finally:
-        store.close()
-    import qdrant_edge as qe
-
-    assert schema["ingested_at"].data_type == qe.PayloadSchemaType.Datetime
-    assert schema["ingested_at"].points == store_points(settings)  # every chunk and document record holds it
+    index = _date_index(settings)
+    assert index.data_type == qe.PayloadSchemaType.Datetime
+    assert index.points == _points(settings)  # every chunk and document record holds it
 
 
 def test_a_collection_made_before_date_indexes_gets_one_when_opened(
     settings: Settings, tmp_path: Path
 ) -> None:
-    import qdrant_edge as qe
-
     run_ingest(settings, make_corpus(tmp_path / "corpus"))
-    store = open_store(settings)
-    try:  # the collection as the code before this change left it: no index on the dates
-        shard = store.engine.shard  # type: ignore[attr-defined]
-        shard.update(qe.UpdateOperation.delete_field_index("ingested_at"))
-        assert "ingested_at" not in shard.info().payload_schema
-    finally:
-        store.close()
-    store = open_store(settings)
-    try:
-        schema = store.engine.shard.info().payload_schema  # type: ignore[attr-defined]
-    finally:
-        store.close()
-    assert schema["ingested_at"].data_type == qe.PayloadSchemaType.Datetime
+    assert _date_index(settings, drop=True) is None
+    assert _date_index(settings).data_type == qe.PayloadSchemaType.Datetime

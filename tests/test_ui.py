@@ -16,13 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RAG_BIN, REPO, cli_env, launched
+from tests.conftest import ARTIFACTS, RAG_BIN, cli_env, launched, needs_chromium
 from tests.docs_factory import make_corpus
 
 pytestmark = pytest.mark.slow  # real servers and the embedded llama.cpp model
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @dataclass
@@ -231,21 +228,6 @@ def test_with_the_llm_down_chat_says_why_and_documents_still_work(
         assert message == "Deleted quokka.md."
         evidence = client.predict("What do alpacas eat?", mode="evidence", api_name="/chat")
         assert not evidence["refused"] and evidence["sources"]  # evidence answers need no LLM
-
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _ask_in_page(page: object, question: str) -> None:

@@ -26,6 +26,7 @@ from service.conversations import (
 
 log = logging.getLogger("rag.ui")
 
+THUMBS: dict[int | None, str] = {1: "Like", -1: "Dislike"}  # a rating as the chat's thumbs show it
 LISTED = 200  # conversations in the side list; older ones stay in the store (`rag chat --list`)
 
 
@@ -161,7 +162,8 @@ class ConversationPanel:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _warning(exc)
         history = [{"role": m.role, "content": m.content} for m in saved]
         sources = next((m.sources_html for m in reversed(saved) if m.role == "assistant"), "")
-        return history, sources, info.id, info.title, ""
+        thumbs = [THUMBS.get(m.rating) for m in saved if m.role == "assistant"]  # as they were left
+        return gr.update(value=history, feedback_value=thumbs), sources, info.id, info.title, ""
 
     def collection_of(self, conversation_id: str, current: str, request: gr.Request | None = None) -> Any:
         """An opened conversation continues in its own collection."""
@@ -187,7 +189,7 @@ class ConversationPanel:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Open a conversation to delete it."
         try:
             self.store.delete(owner, conversation_id)
-            return [], "", "", "", self.choices(owner), ""
+            return _empty_chat(), "", "", "", self.choices(owner), ""
         except RagError as exc:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), _warning(exc)
 
@@ -214,7 +216,11 @@ class ConversationPanel:
 
 def _afresh() -> tuple[Any, ...]:
     """A new chat: empty chat, box, sources, id and name; nothing selected in the list."""
-    return [], "", "", "", "", gr.update(value=None)
+    return _empty_chat(), "", "", "", "", gr.update(value=None)
+
+
+def _empty_chat() -> Any:
+    return gr.update(value=[], feedback_value=[])
 
 
 def _warning(exc: Exception) -> str:

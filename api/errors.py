@@ -19,6 +19,7 @@ from rag.errors import (
     RagError,
     StoreLockedError,
 )
+from service.accounts import Forbidden, NotLoggedIn
 
 # The asker's mistakes, by type: (status, OpenAI error type, code, param).
 CLIENT_ERRORS: dict[type[RagError], tuple[int, str, str, str | None]] = {
@@ -29,6 +30,8 @@ CLIENT_ERRORS: dict[type[RagError], tuple[int, str, str, str | None]] = {
     CollectionExists: (409, "invalid_request_error", "collection_exists", None),
     DocumentNotFound: (404, "invalid_request_error", "document_not_found", None),
     JobNotFound: (404, "invalid_request_error", "job_not_found", None),
+    NotLoggedIn: (401, "invalid_request_error", "invalid_api_key", None),
+    Forbidden: (403, "permission_error", "forbidden", None),
 }
 
 

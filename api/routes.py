@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -25,15 +25,29 @@ from rag.question import check_question
 from rag.rerank import describe_reranker
 from rag.store import list_collections
 from service import NAME_MAX_BYTES, RagService
+from service.access import principal_of
+from service.accounts import Principal, Role
+from service.route_roles import check_route
 
 MODEL_PREFIX = "rag:"
 # ?wait=true holds a worker thread: past this, the answer is 202 with the job, as without it
 WAIT_LIMIT_S = 600
 
 
-def collection_of(service: RagService, model: str) -> str:
-    """The collection a model name names: `docs` or `rag:docs`."""
+def caller(request: Request) -> Principal:
+    """Who is calling, let through by the route's entry in service/route_roles.py (a dependency of every route)."""
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    return check_route(principal_of(request), request.method, route, request.path_params)
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def collection_of(service: RagService, model: str, principal: Principal) -> str:
+    """The collection a model name names (`docs` or `rag:docs`), if this caller may read it; one they may not is
+    refused whether or not it exists."""
     name = model.removeprefix(MODEL_PREFIX)
+    principal.require(name, Role.READER)
     try:
         known = list_collections(service.settings)
     except Exception as exc:  # a Qdrant server that cannot be reached fails in many types
@@ -52,8 +66,8 @@ def api_router(service: RagService) -> APIRouter:
     router.include_router(_document_routes(service))
 
     @router.get("/health", tags=["Health"])
-    async def health() -> dict[str, Any]:
-        return await run_in_threadpool(_health, service)
+    async def health(principal: Caller) -> dict[str, Any]:
+        return await run_in_threadpool(_health, service, principal)
 
     return router
 
@@ -63,10 +77,10 @@ def _openai_routes(service: RagService) -> APIRouter:
     settings = service.settings
 
     @router.post("/v1/chat/completions", tags=["OpenAI"])
-    def chat_completions(request: ChatRequest) -> Any:
+    def chat_completions(request: ChatRequest, principal: Caller) -> Any:
         """OpenAI's chat completions; `model` is a collection. Extras in, as `rag`: top_k, top_n, rerank, mode,
         filter (documents, types, path, ingested_since, ingested_until)."""
-        name = collection_of(service, request.model)
+        name = collection_of(service, request.model, principal)
         try:
             check_question(chat.question_and_history(request)[0], settings)  # before the embedder loads
             pipeline = service.pipeline(name)
@@ -81,13 +95,13 @@ def _openai_routes(service: RagService) -> APIRouter:
         return chat.complete(pipeline, request, request.model, flt)
 
     @router.get("/v1/models", tags=["OpenAI"])
-    def models() -> dict[str, Any]:
-        """One model per collection."""
+    def models(principal: Caller) -> dict[str, Any]:
+        """One model per collection the caller may read."""
         return {
             "object": "list",
             "data": [
                 {"id": name, "object": "model", "created": 0, "owned_by": "rag"}
-                for name in list_collections(settings)
+                for name in principal.readable(list_collections(settings))
             ],
         }
 
@@ -120,14 +134,18 @@ def _document_routes(service: RagService) -> APIRouter:
 
     @router.post("/v1/collections/{collection}/documents", tags=["Documents"], status_code=202)
     def upload(
-        collection: str, files: Annotated[list[UploadFile], File()], response: Response, wait: bool = False
+        collection: str,
+        files: Annotated[list[UploadFile], File()],
+        response: Response,
+        principal: Caller,
+        wait: bool = False,
     ) -> dict[str, Any]:
         """Files or zips, saved as the UI's Documents tab does (same limits and rules), then ingested by a
         background job: 202 with the job, whose status is at .../jobs/{id}. `?wait=true` answers when it ends
         (200, with the summary as `ingest`), or after 10 minutes as without it."""
         with tempfile.TemporaryDirectory() as incoming:
             paths = [_save(file, Path(incoming)) for file in files]
-            saved = _service_call(service.save_uploads, collection, paths)
+            saved = _service_call(service.save_uploads, collection, paths, principal.name)
         job = _service_call(service.ingest_uploads, collection)
         body: dict[str, Any] = {
             "saved": saved.saved,
@@ -149,14 +167,15 @@ def _document_routes(service: RagService) -> APIRouter:
         return dict(_service_call(service.jobs.get, job_id, collection).status())
 
     @router.post("/v1/collections/{collection}/jobs/{job_id}/cancel", tags=["Documents"])
-    def cancel_job(collection: str, job_id: str) -> dict[str, Any]:
+    def cancel_job(collection: str, job_id: str, principal: Caller) -> dict[str, Any]:
         """A waiting job never starts; a running one stops at its next file: the files it finished stay, the
         rest are left for the next ingestion."""
-        return dict(_service_call(service.jobs.cancel, job_id, collection).status())
+        return dict(_service_call(service.cancel_job, job_id, collection, principal.name).status())
 
     @router.delete("/v1/collections/{collection}/documents/{doc_id}", tags=["Documents"])
-    def delete(collection: str, doc_id: str) -> dict[str, Any]:
-        return {"deleted": _service_call(service.delete_document, collection, doc_id), "id": doc_id}
+    def delete(collection: str, doc_id: str, principal: Caller) -> dict[str, Any]:
+        deleted = _service_call(service.delete_document, collection, doc_id, principal.name)
+        return {"deleted": deleted, "id": doc_id}
 
     return router
 
@@ -192,11 +211,11 @@ def _service_call(call: Any, *args: Any) -> Any:
         raise from_rag_error(exc) from None
 
 
-def _health(service: RagService) -> dict[str, Any]:
+def _health(service: RagService, principal: Principal) -> dict[str, Any]:
     settings = service.settings
     report: dict[str, Any] = {"status": "ok"}
     try:
-        names = list_collections(settings)
+        names = principal.readable(list_collections(settings))
         report["store"] = {
             "backend": "qdrant server" if settings.qdrant_url else "qdrant-edge",
             "collections": names,

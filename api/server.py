@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import fastapi
+from fastapi import Depends
 from fastapi.exceptions import RequestValidationError
 
 from api.errors import ApiError, api_error_handler, validation_handler
 from api.limits import BodyLimit
-from api.routes import api_router
+from api.routes import api_router, caller
 from rag.errors import RagError
 from service import RagService
 
@@ -29,5 +30,5 @@ def api_app(service: RagService) -> fastapi.FastAPI:
     server.add_middleware(
         BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=service.settings.upload_max_bytes
     )
-    server.include_router(api_router(service))
+    server.include_router(api_router(service), dependencies=[Depends(caller)])  # every route: its role
     return server

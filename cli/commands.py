@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.numbers import positive, whole
 from cli.train import TrainOptions, train_and_report, train_args, train_command
+from cli.users import users_args, users_command
 from rag.config import AnswerMode, Settings
 from rag.errors import RagError
 from rag.text import printable
@@ -321,7 +322,8 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     (the UI lists it too)."""
     import readline  # noqa: F401  (line editing and history for input())
 
-    from service.conversations import FILE_NAME, ConversationStore
+    from service.appdb import FILE_NAME
+    from service.conversations import ConversationStore
 
     store = ConversationStore(settings.data_dir / FILE_NAME)
     if args.list:
@@ -556,7 +558,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def _feedback_qa(settings: Settings, out: Path) -> Path:
     """The collection's rated answers written as a QA file; what it holds said on stderr."""
-    from service.conversations import FILE_NAME, ConversationStore
+    from service.appdb import FILE_NAME
+    from service.conversations import ConversationStore
     from service.feedback import export_feedback
 
     path = out / "feedback-qa.jsonl"
@@ -596,5 +599,10 @@ COMMANDS: dict[str, Command] = {
         "Train the collection's own cross-encoder (used by ask, chat, ui and eval from then on).",
         train_args,
         train_command,
+    ),
+    "users": (
+        "Users of rag ui and rag serve: add, list, passwd, remove, grant, revoke, key, revoke-key, audit.",
+        users_args,
+        users_command,
     ),
 }

@@ -8,7 +8,6 @@ import fastapi
 from api.server import api_app
 from rag.config import Settings
 from service import RagService
-from service.access import Credentials
 from service.serving import serve
 from ui.app import ChatApp
 from ui.server import mount_ui
@@ -20,14 +19,14 @@ def api_and_ui(
     """/v1 and /health, OpenAPI at /docs, the UI at /, over one service; everything behind service.access."""
     service = RagService(settings)
     service.watch_configured()
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-    app = mount_ui(api_app(service), ChatApp(settings, service), Credentials.of(key, user, password))
+    app = mount_ui(api_app(service), ChatApp(settings, service), service.credentials(user, password))
     return app, service
 
 
 def run(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     app, service = api_and_ui(settings, user, password)
+    what = "rag serve (API at /v1, docs at /docs, UI at /)"
     try:
-        serve(app, host, port, "rag serve (API at /v1, docs at /docs, UI at /)", settings.trusted_proxies)
+        serve(app, host, port, what, settings.trusted_proxies, service.credentials(user, password))
     finally:
         service.close()

@@ -384,6 +384,9 @@ class Settings(BaseSettings):
     )
     ui_user: str | None = _knob(WEB, "with `RAG_UI_PASSWORD`: the UI asks for this login", None)
     ui_password: SecretStr | None = _knob(WEB, "the UI login's password", None)
+    session_hours: float = _knob(
+        WEB, "a UI login lasts this long, then the page asks for the password again", 12.0, gt=0
+    )
 
     @classmethod
     def settings_customise_sources(

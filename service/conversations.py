@@ -1,10 +1,8 @@
 """Saved conversations and answer feedback: one SQLite file in the data folder, shared by `rag ui`, `rag serve` and
 `rag chat`, so a conversation survives a reload, a restart and a change of front end.
 
-Each call opens its own connection (the UI and the API call from many worker threads; SQLite connections are cheap
-and must not cross threads). The schema is versioned by `PRAGMA user_version` and migrated forward on open. A file
-that is not a database, or one held by a writer for longer than LOCK_WAIT_S, is one RagError line: the chat goes on
-without saving (see ui/app.py).
+The file is the app's database (service/appdb.py: its schema and migrations). A file that is not a database, or one
+held by a writer for too long, is one RagError line: the chat goes on without saving (see ui/conversations.py).
 """
 
 from __future__ import annotations
@@ -21,49 +19,12 @@ from typing import Any
 
 from rag.answer import Answer
 from rag.errors import RagError
+from service.appdb import AppDatabase, AppDatabaseError
 
-FILE_NAME = "app.db"
-LOCK_WAIT_S = 5.0
 TITLE_CHARS = 80
 
-# Forward only, in order; a data folder's database is at version len(MIGRATIONS) after opening.
-MIGRATIONS = (
-    """
-    CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        collection TEXT NOT NULL,
-        title TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX conversations_by_owner ON conversations (owner, updated_at);
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-        content TEXT NOT NULL,
-        answer TEXT,         -- the assistant's Answer.as_json(), for feedback and exports
-        sources_html TEXT,   -- the sources panel as it was shown
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
-    """,
-    """
-    CREATE TABLE feedback (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-        owner TEXT NOT NULL,
-        rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
-        note TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        UNIQUE (message_id, owner)
-    );
-    """,
-)
 
-
-class ConversationStoreError(RagError):
+class ConversationStoreError(AppDatabaseError):
     """The conversation database cannot be used (not a database, locked, unwritable)."""
 
 
@@ -107,31 +68,15 @@ class Rated:
 
 
 class ConversationStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._migrated = False
+    def __init__(self, database: AppDatabase | Path) -> None:
+        self.database = database if isinstance(database, AppDatabase) else AppDatabase(database)
+        self.path = self.database.path
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        """A connection in a transaction (committed on success), the schema migrated; SQLite's failures as one
-        ConversationStoreError line."""
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=LOCK_WAIT_S)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConversationStoreError(f"saved conversations are unavailable ({self.path}: {exc})") from exc
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA foreign_keys = ON")
-            if not self._migrated:
-                migrate(db)
-                self._migrated = True
-            with db:
-                yield db
-        except sqlite3.Error as exc:
-            raise ConversationStoreError(f"saved conversations are unavailable ({self.path}: {exc})") from exc
-        finally:
-            db.close()
+        """A connection in a transaction (committed on success); SQLite's failures as one ConversationStoreError."""
+        with self.database.transaction(ConversationStoreError, "saved conversations") as db:
+            yield db
 
     def conversations(self, owner: str) -> list[ConversationInfo]:
         """The owner's conversations, the most recently continued first."""
@@ -279,17 +224,6 @@ def answer_record(answer: Answer) -> dict[str, Any]:
     """What is kept of an answer: its JSON as the API gives it, and every passage it was drawn from (not only the
     cited ones), so a rating can be judged later against what the pipeline saw."""
     return answer.as_json() | {"context": [asdict(s) for s in answer.context]}
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not had, each in its own transaction with its version."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
-        raise sqlite3.DatabaseError(
-            f"made by a newer version of this app (schema {version}, this one knows {len(MIGRATIONS)})"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
 
 def title_of(question: str) -> str:

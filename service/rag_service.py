@@ -3,6 +3,7 @@ training, status."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +18,17 @@ from rag.llm import describe_llm
 from rag.rerank import describe_reranker, retrain_advice
 from rag.store import SearchFilter, check_collection_name, list_collections
 from rag.store.payload import DocumentRecord
-from service.conversations import FILE_NAME, ConversationStore
+from service.access import Credentials
+from service.accounts import OPEN, Accounts, NotLoggedIn, Principal
+from service.appdb import FILE_NAME, AppDatabase
+from service.conversations import ConversationStore
 from service.jobs import Job, JobQueue, JobState
 from service.uploads import Upload, ZipLimits, save_uploads
 from service.watch import FolderWatcher, parse_watch
 from training.collection_reranker import Outcome, mine_for_training, train_collection_reranker, uninstall
 from training.reranker import MiningOptions
+
+log = logging.getLogger("rag.service")
 
 
 class RagService:
@@ -43,9 +49,55 @@ class RagService:
         self._job_progress = job_progress
         self._job_listeners: list[Callable[[Job], None]] = []
         self.jobs = JobQueue(self._run_job, self._job_finished)
-        self.conversations = ConversationStore(settings.data_dir / FILE_NAME)
+        self.database = AppDatabase(settings.data_dir / FILE_NAME)
+        self.conversations = ConversationStore(self.database)
+        self.accounts = Accounts(self.database)
+        # Whether logins are the users' is decided once, at start: `rag users add` takes effect at the next one.
+        self.accounts_on = self._accounts_exist()
         self._watcher: FolderWatcher | None = None
         self._watched: dict[Path, list[str]] = {}  # folder -> the collections it feeds
+
+    def _accounts_exist(self) -> bool:
+        try:
+            return self.accounts.exist()
+        except (
+            RagError
+        ) as exc:  # a damaged app.db: said, and the app runs as with no users (the chat unsaved)
+            log.warning("%s: running as with no users", exc)
+            return False
+
+    def credentials(self, user: str | None = None, password: str | None = None) -> Credentials:
+        """What the web server asks of a request: the users' logins and keys, or else the one key or login."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+        accounts = self.accounts if self.accounts_on else None
+        return Credentials.of(key, user, password, accounts, self.settings.session_hours)
+
+    def principal(self, user: str | None) -> Principal:
+        """Who a UI request's login is, with their roles as they are now; everyone without users."""
+        if not self.accounts_on:
+            return OPEN
+        found = self.accounts.principal(user) if user else None
+        if found is None:
+            raise NotLoggedIn("this login no longer exists: log in again")
+        return found
+
+    def visible_collections(self, principal: Principal) -> list[str]:
+        """The collections this user may read (an admin: all, and the configured one)."""
+        return principal.visible(self.collections())
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        collection: str | None = None,
+        target: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """A line in the audit log; a log that cannot be written is a warning, not a failed action."""
+        try:
+            self.accounts.record(actor or "(no users)", action, collection, target, detail)
+        except RagError as exc:
+            log.warning("not audited (%s %s %s): %s", actor, action, collection, exc)
 
     def collection(self, name: str, create: bool = False) -> Collection:
         """The named collection, opened on first use; a missing one raises unless create, a held store too."""
@@ -77,16 +129,21 @@ class RagService:
             found += list(self._collections)
         return sorted({*found, self.settings.collection})
 
-    def create_collection(self, name: str) -> str:
+    def create_collection(self, name: str, actor: str = "") -> str:
         """An empty collection, ready for uploads: the only way the UI creates one (besides ingesting)."""
         name = check_collection_name((name or "").strip())
         if name in list_collections(self.settings):
             raise CollectionExists(f"collection {name!r} already exists")
         self.collection(name, create=True).ensure_created()
+        self.audit(actor, "create collection", name)
         return name
 
     def train_reranker(
-        self, collection: str, minutes: float, on_step: Callable[[int, float], None] | None = None
+        self,
+        collection: str,
+        minutes: float,
+        on_step: Callable[[int, float], None] | None = None,
+        actor: str = "",
     ) -> Outcome:
         """Train the collection's reranker in this process (the store is read while mining only); once installed,
         the next question loads it."""
@@ -102,12 +159,15 @@ class RagService:
             outcome = train_collection_reranker(settings, mined, minutes, on_step=on_step)
         finally:
             lock.release()
+        self.audit(
+            actor, "train reranker", collection, detail=f"{minutes:g} min; installed: {outcome.replaced}"
+        )
         if outcome.replaced:
             with self._chat_lock:
                 self._chats.pop(collection, None)
         return outcome
 
-    def uninstall_reranker(self, collection: str) -> str:
+    def uninstall_reranker(self, collection: str, actor: str = "") -> str:
         """Take the collection's reranker out of use; the next question ranks with the first stage."""
         settings = self.settings.model_copy(update={"collection": check_collection_name(collection)})
         lock = self._train_locks.setdefault(collection, threading.Lock())
@@ -117,6 +177,7 @@ class RagService:
             message = uninstall(settings)
         finally:
             lock.release()
+        self.audit(actor, "uninstall reranker", collection)
         with self._chat_lock:
             self._chats.pop(collection, None)
         return message
@@ -135,14 +196,21 @@ class RagService:
     def uploads_dir(self, collection: str) -> Path:
         return self.settings.data_dir / "uploads" / check_collection_name(collection)
 
-    def save_uploads(self, collection: str, files: list[str]) -> Upload:
+    def save_uploads(self, collection: str, files: list[str], actor: str = "") -> Upload:
         """Copy uploaded files (zips unpacked, safely) into the collection's upload folder."""
         limits = ZipLimits(
             self.settings.upload_max_bytes,
             self.settings.upload_max_files,
             self.settings.data_dir / ".incoming",
         )
-        return save_uploads(files, self.uploads_dir(collection), limits)
+        saved = save_uploads(files, self.uploads_dir(collection), limits)
+        if saved.saved:  # a refused upload changed nothing
+            names = ", ".join(saved.saved[:20]) + (
+                f" and {len(saved.saved) - 20} more" if len(saved.saved) > 20 else ""
+            )
+            detail = f"{len(saved.saved)} saved, {len(saved.rejected)} rejected"
+            self.audit(actor, "upload", collection, names, detail)
+        return saved
 
     def ingest_uploads(self, collection: str) -> Job:
         """Queue an ingestion of the collection's upload folder; it runs in the background (one job at a time per
@@ -207,13 +275,28 @@ class RagService:
         """The store's filter for a question asked within chosen documents, types, a folder or dates."""
         return search_filter(request, self.documents(collection) if request.documents else [])
 
-    def delete_document(self, collection: str, doc_id: str) -> str:
+    def delete_document(self, collection: str, doc_id: str, actor: str = "") -> str:
         """Delete a document's chunks; an uploaded file goes too, so a re-ingest does not bring it back."""
         record = self.collection(collection).delete_document(doc_id)
         uploads = self.uploads_dir(collection).resolve()
         if Path(record.root).resolve() == uploads:
             (uploads / record.source).unlink(missing_ok=True)
+        self.audit(actor, "delete document", collection, record.source)
         return record.source
+
+    def remove_missing(self, collection: str, actor: str = "") -> list[DocumentRecord]:
+        """Remove the documents whose files are gone."""
+        removed = self.collection(collection).remove_missing()
+        if removed:
+            self.audit(
+                actor, "remove missing documents", collection, ", ".join(d.source for d in removed[:20])
+            )
+        return removed
+
+    def cancel_job(self, job_id: str, collection: str, actor: str = "") -> Job:
+        job = self.jobs.cancel(job_id, collection)
+        self.audit(actor, "cancel ingestion", collection, job_id)
+        return job
 
     def status(self, collection: str) -> dict[str, str]:
         reranker = describe_reranker(self.settings, collection)

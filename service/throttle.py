@@ -1,4 +1,5 @@
-"""Repeated failed logins from one address are slowed down: Gradio's /login answers every guess at once."""
+"""Repeated failed logins, from one address or for one user name, are slowed down: Gradio's /login answers every
+guess at once."""
 
 from __future__ import annotations
 
@@ -7,31 +8,42 @@ import math
 import time
 from collections.abc import Callable
 
+from starlette.requests import Request
+
 from service.asgi import ASGIApp, Message, Receive, Scope, Send
 
 FREE_FAILURES = 5  # typos cost nothing; after the fifth failure in a row, each costs twice the last wait
 MAX_WAIT_S = 300.0
-MAX_CLIENTS = 10_000  # addresses remembered; past that the oldest are forgotten
+MAX_CLIENTS = 10_000  # addresses and user names remembered; past that the oldest are forgotten
+MAX_FORM_BYTES = 64 << 10  # a login form is a name and a password
 
 
 class LoginThrottle:
-    """ASGI middleware: after FREE_FAILURES failed POSTs to /login from one address, that address gets 429 with
-    Retry-After until its wait (2 s, 4 s, ... 5 min) is over, whatever the password, so guessing cannot go on at
-    full speed; a success clears its count."""
+    """ASGI middleware: after FREE_FAILURES failed POSTs to /login from one address, or for one user name from
+    anywhere, that address (or name) gets 429 with Retry-After until its wait (2 s, 4 s, ... 5 min) is over,
+    whatever the password, so guessing cannot go on at full speed, nor spread over many addresses; a success clears
+    both counts."""
 
     def __init__(self, app: ASGIApp, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.clock = clock
-        self.failures: dict[str, tuple[int, float]] = {}  # address: (failures in a row, locked until)
+        # ("address", ip) or ("user", name): (failures in a row, locked until)
+        self.failures: dict[tuple[str, str], tuple[int, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != "/login":
             await self.app(scope, receive, send)
             return
-        client = (scope.get("client") or ("?",))[0]
-        count, until = self.failures.get(client, (0, 0.0))
-        if self.clock() < until:
-            await _too_many(send, math.ceil(until - self.clock()))
+        form, replay = await _read_form(scope, receive)
+        keys = [("address", (scope.get("client") or ("?",))[0])]
+        if form.get("username"):
+            keys.append(("user", form["username"]))
+        locked = [
+            (key, until) for key in keys if self.clock() < (until := self.failures.get(key, (0, 0.0))[1])
+        ]
+        if locked:
+            key, until = max(locked, key=lambda pair: pair[1])
+            await _too_many(send, math.ceil(until - self.clock()), key[0])
             return
         status: list[int] = []
 
@@ -40,24 +52,53 @@ class LoginThrottle:
                 status.append(int(message["status"]))
             await send(message)
 
-        await self.app(scope, receive, watch)
-        if status and status[0] == 400:
-            self._failed(client, count + 1)
-        elif status and status[0] < 400:
-            self.failures.pop(client, None)
+        await self.app(scope, replay, watch)
+        for key in keys:
+            if status and status[0] == 400:
+                self._failed(key, self.failures.get(key, (0, 0.0))[0] + 1)
+            elif status and status[0] < 400:
+                self.failures.pop(key, None)
 
-    def _failed(self, client: str, count: int) -> None:
+    def _failed(self, key: tuple[str, str], count: int) -> None:
         wait = min(MAX_WAIT_S, 2.0 ** (count - FREE_FAILURES + 1)) if count >= FREE_FAILURES else 0.0
-        self.failures.pop(client, None)  # re-inserted last: the dict's order is the age
-        self.failures[client] = (count, self.clock() + wait)
+        self.failures.pop(key, None)  # re-inserted last: the dict's order is the age
+        self.failures[key] = (count, self.clock() + wait)
         while len(self.failures) > MAX_CLIENTS:
             del self.failures[next(iter(self.failures))]
 
 
-async def _too_many(send: Send, wait_s: int) -> None:
-    body = json.dumps(
-        {"detail": f"too many failed logins from this address; try again in {wait_s} s"}
-    ).encode()
+async def _read_form(scope: Scope, receive: Receive) -> tuple[dict[str, str], Receive]:
+    """The login form's text fields (urlencoded or multipart, read up to MAX_FORM_BYTES), and a receive that
+    gives the app the same body."""
+    messages: list[Message] = []
+    size, more = 0, True
+    while more and size <= MAX_FORM_BYTES:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        more = bool(message.get("more_body"))
+    fields: dict[str, str] = {}
+    if not more:  # whole: parsed as the app will parse it
+        try:
+            form = await Request(scope, _replaying(list(messages), receive)).form()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        except Exception:  # a malformed form: the app refuses it; only the address is counted
+            fields = {}
+    return fields, _replaying(messages, receive)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
+
+
+async def _too_many(send: Send, wait_s: int, what: str) -> None:
+    who = "this address" if what == "address" else "this user"
+    body = json.dumps({"detail": f"too many failed logins for {who}; try again in {wait_s} s"}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"retry-after", str(wait_s).encode()),

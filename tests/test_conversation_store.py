@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from evals.qa import load_qa
-from service import conversations
+from service import appdb, conversations
+from service.appdb import MIGRATIONS
 from service.conversations import (
-    MIGRATIONS,
     ConversationNotFound,
     ConversationStore,
     ConversationStoreError,
@@ -95,7 +95,7 @@ def test_a_corrupt_locked_or_newer_database_is_one_clear_line(
     with pytest.raises(ConversationStoreError, match="newer version of this app"):
         ConversationStore(newer).conversations("")
 
-    monkeypatch.setattr(conversations, "LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(appdb, "LOCK_WAIT_S", 0.2)
     locked = ConversationStore(tmp_path / "locked.db")
     conversation = locked.create("", "docs", "Q?")
     holder = sqlite3.connect(tmp_path / "locked.db")
@@ -142,10 +142,11 @@ def test_rated_answers_export_as_a_qa_file_rag_eval_reads(tmp_path: Path) -> Non
 
 
 def test_a_turn_in_a_conversation_deleted_in_another_tab_starts_a_new_one(tmp_path: Path) -> None:
+    from service.accounts import OPEN
     from ui.conversations import ConversationPanel
 
     store = ConversationStore(tmp_path / "app.db")
-    panel = ConversationPanel(store)
+    panel = ConversationPanel(store, lambda _user: OPEN)
     first, listed, note = panel.save_turn("", "", "docs", ("Q1?", "A1."), None, "")
     assert note == "" and [c.id for c in store.conversations("")] == [first]
     store.delete("", first)  # the other tab

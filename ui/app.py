@@ -19,10 +19,12 @@ from rag.errors import RagError
 from rag.filters import FilterRequest
 from rag.store.payload import DocumentRecord
 from service import RagService
+from service.accounts import Principal, Role
 from service.jobs import Job, JobState
 from service.viewer import unlinked
 from ui.citations import VIEWER, linked_text, quotes_by_source, source_link
 from ui.conversations import ConversationPanel, owner_of
+from ui.roles import hidden, layout, needs
 
 log = logging.getLogger("rag.ui")
 
@@ -139,15 +141,24 @@ def _plain(content: Any) -> str:
     return str(content)
 
 
+def _warning_html(why: str) -> str:
+    return f"<p class='refused'>⚠️ {html.escape(why)}</p>"
+
+
 class ChatApp:
     def __init__(self, settings: Settings, service: RagService | None = None) -> None:
         """service: one shared with the API when both are served; else the UI's own."""
         self.settings = settings
         self.service = service or RagService(settings)
-        self.conversations = ConversationPanel(self.service.conversations)
+        self.conversations = ConversationPanel(self.service.conversations, self.principal_of)
+
+    def principal_of(self, user: str | None) -> Principal:
+        """Who a login is, with their roles now (ui/roles.py checks it before every action)."""
+        return self.service.principal(user)
 
     # ------------------------------------------------------------------ chat
 
+    @layout
     def submit(self, message: str, history: ChatHistory) -> tuple[Any, Any, Any]:
         """The question moves into the chat at once, unqueued, and the box empties for the next one; `respond`
         answers it. (Emptied by the answering event instead, the box lost what the user typed in the second
@@ -157,6 +168,7 @@ class ChatApp:
             return gr.skip(), gr.skip(), gr.skip()  # nothing asked: the last answer and its sources stay
         return [*history, {"role": "user", "content": message}], "", _pending("Asking…")
 
+    @needs(Role.READER, refused=lambda why: (gr.skip(), _warning_html(why), gr.skip(), gr.skip(), gr.skip()))
     def respond(
         self,
         history: ChatHistory,
@@ -234,8 +246,15 @@ class ChatApp:
             log.exception("answering %r failed", message)
             yield _failed(history, f"answering failed ({type(exc).__name__}: {exc}); the server log has more")
 
+    @needs(Role.READER, fallback=lambda app: app.settings.collection)
     def chat_api(
-        self, message: str, collection: str = "", top_k: int = 0, rerank: bool = True, mode: str = ""
+        self,
+        message: str,
+        collection: str = "",
+        top_k: int = 0,
+        rerank: bool = True,
+        mode: str = "",
+        request: gr.Request | None = None,
     ) -> dict[str, Any]:
         """`/chat` for gradio_client: one question in, the answer and its sources out."""
         try:
@@ -247,7 +266,10 @@ class ChatApp:
 
     # ------------------------------------------------------------------ documents
 
-    def upload(self, files: list[str] | None, collection: str) -> Iterator[tuple[str, Any, Any, str]]:
+    @needs(Role.EDITOR, refused=lambda why: (f"⚠️ {why}", gr.update(), gr.update(), ""))
+    def upload(
+        self, files: list[str] | None, collection: str, request: gr.Request | None = None
+    ) -> Iterator[tuple[str, Any, Any, str]]:
         """Save the files and start their ingestion job; its progress shows until it ends (the chat stays usable,
         and leaving the page does not stop the job: the jobs panel shows it on return)."""
         if not files:
@@ -255,7 +277,7 @@ class ChatApp:
             yield error or "Choose files (or a zip) first.", rows, gr.update(), self.jobs_html(collection)
             return
         try:
-            saved = self.service.save_uploads(collection, list(files))
+            saved = self.service.save_uploads(collection, list(files), owner_of(request))
             job = self.service.ingest_uploads(collection)
         except RagError as exc:
             rows, picker, _ = self._documents_view(collection)
@@ -269,13 +291,15 @@ class ChatApp:
         rows, picker, _ = self._documents_view(collection)
         yield "\n".join([_job_outcome(job), *rejected]), rows, picker, self.jobs_html(collection)
 
-    def jobs_html(self, collection: str) -> str:
+    @needs(Role.READER, refused=_warning_html)
+    def jobs_html(self, collection: str, request: gr.Request | None = None) -> str:
         """The collection's waiting and running ingestion jobs, each with a progress bar (uploads from any tab,
         watched folders)."""
         active = [j for j in self.service.jobs.jobs(collection) if not j.state.finished][::-1]
         return "".join(_job_html(job) for job in active)
 
-    def cancel_ingestion(self, collection: str) -> str:
+    @needs(Role.EDITOR, refused=lambda why: f"⚠️ {why}")
+    def cancel_ingestion(self, collection: str, request: gr.Request | None = None) -> str:
         """Cancel the collection's waiting and running ingestion jobs. (Not this tab's only: that would take a
         gr.State, whose heartbeat connection Gradio never closes when the server stops, so Ctrl+C would hang.)"""
         targets = [j.id for j in self.service.jobs.jobs(collection) if not j.state.finished]
@@ -283,12 +307,15 @@ class ChatApp:
             return "No ingestion is running."
         for target in targets:
             try:
-                self.service.jobs.cancel(target, collection)
+                self.service.cancel_job(target, collection, owner_of(request))
             except RagError:
                 continue  # finished meanwhile
         return "Cancelling: the file being read is finished or dropped; the files done stay."
 
-    def confirm_delete(self, doc_id: str | None, collection: str) -> tuple[Any, str]:
+    @needs(Role.EDITOR, refused=lambda why: (gr.update(visible=False), f"⚠️ {why}"))
+    def confirm_delete(
+        self, doc_id: str | None, collection: str, request: gr.Request | None = None
+    ) -> tuple[Any, str]:
         """The first click only asks: deleting cannot be undone."""
         if not doc_id:
             return gr.update(visible=False), "Pick a document to delete."
@@ -305,19 +332,23 @@ class ChatApp:
         except RagError:
             return []
 
-    def delete(self, doc_id: str | None, collection: str) -> tuple[str, list[list[Any]], Any]:
+    @needs(Role.EDITOR, refused=lambda why: (f"⚠️ {why}", gr.update(), gr.update()))
+    def delete(
+        self, doc_id: str | None, collection: str, request: gr.Request | None = None
+    ) -> tuple[str, list[list[Any]], Any]:
         if not doc_id:
             rows, _, error = self._documents_view(collection)
             return error or "Pick a document to delete.", rows, gr.update()
         try:
-            source = self.service.delete_document(collection, doc_id)
+            source = self.service.delete_document(collection, doc_id, owner_of(request))
             message = f"Deleted {source}."
         except RagError as exc:
             message = f"⚠️ {exc}"
         rows, picker, _ = self._documents_view(collection)
         return message, rows, picker
 
-    def confirm_prune(self, collection: str) -> tuple[Any, str, Any]:
+    @needs(Role.EDITOR, refused=lambda why: (gr.update(visible=False), "", f"⚠️ {why}"))
+    def confirm_prune(self, collection: str, request: gr.Request | None = None) -> tuple[Any, str, Any]:
         """The first click lists what would go (a file on a drive that is not mounted looks gone too); the confirm
         row, its question, and the status line."""
         try:
@@ -335,9 +366,10 @@ class ChatApp:
         )
         return gr.update(visible=True), question, gr.update()
 
-    def prune(self, collection: str) -> tuple[str, list[list[Any]], Any]:
+    @needs(Role.EDITOR, refused=lambda why: (f"⚠️ {why}", gr.update(), gr.update()))
+    def prune(self, collection: str, request: gr.Request | None = None) -> tuple[str, list[list[Any]], Any]:
         try:
-            removed = self.service.collection(collection).remove_missing()
+            removed = self.service.remove_missing(collection, owner_of(request))
             message = (
                 f"Removed {len(removed)} documents whose files are gone."
                 if removed
@@ -348,7 +380,10 @@ class ChatApp:
         rows, picker, _ = self._documents_view(collection)
         return message, rows, picker
 
-    def refresh(self, collection: str) -> tuple[str, list[list[Any]], Any, str]:
+    @needs(Role.READER, refused=lambda why: (f"⚠️ {why}", [], gr.update(choices=[], value=None), ""))
+    def refresh(
+        self, collection: str, request: gr.Request | None = None
+    ) -> tuple[str, list[list[Any]], Any, str]:
         rows, picker, error = self._documents_view(collection)
         return error or f"{len(rows)} documents.", rows, picker, self._status_md(collection)
 
@@ -372,7 +407,11 @@ class ChatApp:
         choices = [(d.source, d.doc_id) for d in docs]
         return rows, gr.update(choices=choices, value=None), None
 
-    def filter_choices(self, collection: str) -> tuple[Any, Any]:
+    @needs(
+        Role.READER,
+        refused=lambda why: (gr.update(choices=[], value=[], info=why), gr.update(choices=[], value=[])),
+    )
+    def filter_choices(self, collection: str, request: gr.Request | None = None) -> tuple[Any, Any]:
         """The collection's documents and file types, to search within."""
         docs = self._documents_or_none(collection)
         return (
@@ -380,23 +419,33 @@ class ChatApp:
             gr.update(choices=sorted({d.file_type for d in docs if d.file_type}), value=[]),
         )
 
-    def collection_choices(self, current: str | None = None) -> Any:
+    @needs(None)
+    def collection_choices(self, current: str | None = None, request: gr.Request | None = None) -> Any:
+        """The collections this login may read, the current one kept if it is among them."""
+        principal = self.principal_of(owner_of(request) or None)
         try:
-            names = self.service.collections()
+            names = self.service.visible_collections(principal)
         except RagError:
-            names = [self.settings.collection]
-        return gr.update(choices=names, value=current if current in names else self.settings.collection)
+            names = principal.visible([self.settings.collection])
+        fallback = self.settings.collection if self.settings.collection in names else next(iter(names), None)
+        return gr.update(choices=names, value=current if current in names else fallback)
 
-    def create_collection(self, name: str) -> tuple[Any, str, str]:
+    @needs(Role.ADMIN, of="name", refused=lambda why: (gr.update(), f"⚠️ {why}", gr.skip()))
+    def create_collection(self, name: str, request: gr.Request | None = None) -> tuple[Any, str, str]:
         """Create the named collection and switch to it; typing a name creates nothing."""
         try:
-            created = self.service.create_collection(name)
+            created = self.service.create_collection(name, owner_of(request))
         except RagError as exc:
             return gr.update(), f"⚠️ {exc}", name
-        return self.collection_choices(created), f"Created collection {created!r}.", ""
+        return self.collection_choices(created, request), f"Created collection {created!r}.", ""
 
+    @needs(Role.EDITOR, refused=lambda why: (f"⚠️ {why}", gr.update()))
     def train_reranker(
-        self, collection: str, minutes: float, progress: gr.Progress = _PROGRESS
+        self,
+        collection: str,
+        minutes: float,
+        progress: gr.Progress = _PROGRESS,
+        request: gr.Request | None = None,
     ) -> tuple[str, str]:
         """Train the collection's reranker with a progress bar over the time budget; say what it did."""
         budget = max(1.0, float(minutes) * 60)
@@ -408,15 +457,16 @@ class ChatApp:
             progress(min(1.0, elapsed / budget), desc=f"Training: step {step}, loss {loss:.3f}")
 
         try:
-            outcome = self.service.train_reranker(collection, float(minutes), on_step)
+            outcome = self.service.train_reranker(collection, float(minutes), on_step, owner_of(request))
             message = outcome.summary(collection).replace("\n", "\n\n")
         except RagError as exc:
             message = f"⚠️ {exc}"
         return message, self._status_md(collection)
 
-    def uninstall_reranker(self, collection: str) -> tuple[str, str]:
+    @needs(Role.EDITOR, refused=lambda why: (f"⚠️ {why}", gr.update()))
+    def uninstall_reranker(self, collection: str, request: gr.Request | None = None) -> tuple[str, str]:
         try:
-            message = self.service.uninstall_reranker(collection)
+            message = self.service.uninstall_reranker(collection, owner_of(request))
         except RagError as exc:
             message = f"⚠️ {exc}"
         return message, self._status_md(collection)
@@ -443,9 +493,12 @@ class ChatApp:
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Ask your documents") as demo:
-            gr.Markdown(
-                "## Ask your documents\nAnswers come only from your documents, with numbered sources."
-            )
+            with gr.Row():
+                gr.Markdown(
+                    "## Ask your documents\nAnswers come only from your documents, with numbered sources."
+                )
+                if self.service.credentials().required:  # Gradio's /logout ends the login's sessions
+                    gr.Button("Log out", link="/logout", size="sm", scale=0, elem_id="logout")
             chat, docs, options = self._chat_tab(), self._documents_tab(), self._settings_tab()
             self._wire_chat(chat, options)
             self._wire_documents(docs, options)
@@ -553,10 +606,13 @@ class ChatApp:
     def _settings_tab(self) -> SimpleNamespace:
         with gr.Tab("Settings"):
             with gr.Row():
+                first = (
+                    [] if self.service.accounts_on else [self.settings.collection]
+                )  # set on load, per login
                 collection = gr.Dropdown(
                     label="Collection",
-                    choices=[self.settings.collection],
-                    value=self.settings.collection,
+                    choices=first,
+                    value=next(iter(first), None),
                     elem_id="collection",
                     scale=2,
                 )
@@ -581,7 +637,10 @@ class ChatApp:
                 elem_id="answer-mode",
             )
             gr.Markdown(self._mode_note(), elem_id="answer-mode-note")
-            status = gr.Markdown(self._status_md(self.settings.collection))
+            # filled when the page loads, for the collections its login may read
+            status = gr.Markdown(
+                "" if self.service.accounts_on else self._status_md(self.settings.collection)
+            )
             with gr.Row():
                 train_minutes = gr.Slider(
                     0.05, 60, value=10, step=0.05, label="Training time budget (minutes)", scale=3
@@ -620,7 +679,7 @@ class ChatApp:
         self.conversations.wire(chat, options.collection, self.collection_choices)
 
     def _wire_documents(self, docs: SimpleNamespace, options: SimpleNamespace) -> None:
-        collection, hide = options.collection, (lambda: gr.update(visible=False))
+        collection, hide = options.collection, hidden
         docs.ingest.click(
             self.upload,
             [docs.uploads, collection],

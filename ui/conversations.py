@@ -17,12 +17,14 @@ import gradio as gr
 
 from rag.answer import Answer
 from rag.errors import RagError
+from service.accounts import Principal, Role
 from service.conversations import (
     ConversationNotFound,
     ConversationStore,
     ConversationStoreError,
     answer_record,
 )
+from ui.roles import hidden, layout, needs, shown
 
 log = logging.getLogger("rag.ui")
 
@@ -35,9 +37,11 @@ def owner_of(request: gr.Request | None) -> str:
 
 
 class ConversationPanel:
-    def __init__(self, store: ConversationStore) -> None:
+    def __init__(self, store: ConversationStore, principal_of: Callable[[str | None], Principal]) -> None:
+        """principal_of: who a login is; a conversation of a collection they may no longer read is not shown."""
         self.store = store
-        self._collection_choices: Callable[[str], Any] = lambda name: gr.update(value=name)
+        self.principal_of = principal_of
+        self._collection_choices: Callable[..., Any] = lambda name, _request=None: gr.update(value=name)
 
     def column(self) -> SimpleNamespace:
         """The side list and its tools, in the caller's column."""
@@ -67,7 +71,7 @@ class ConversationPanel:
             conversation_id=conversation_id,
         )
 
-    def wire(self, chat: SimpleNamespace, collection: Any, collection_choices: Callable[[str], Any]) -> None:
+    def wire(self, chat: SimpleNamespace, collection: Any, collection_choices: Callable[..., Any]) -> None:
         """The list's, the tools' and the thumbs' events (private: not part of the app's API; named, so they take
         no name an API route has, such as the documents' `delete`)."""
         self._collection_choices = collection_choices
@@ -92,7 +96,6 @@ class ConversationPanel:
             api_name="rename_conversation",
             api_visibility="private",
         )
-        shown, hidden = (lambda: gr.update(visible=True)), (lambda: gr.update(visible=False))
         chat.delete.click(
             shown, None, chat.confirm_row, api_name="ask_delete_conversation", api_visibility="private"
         )
@@ -116,10 +119,13 @@ class ConversationPanel:
         )
 
     def choices(self, owner: str, selected: str | None = None) -> Any:
-        """The side list, newest first, with the open conversation selected."""
-        listed = self.store.conversations(owner)[:LISTED]
-        return gr.update(choices=[(c.title, c.id) for c in listed], value=selected or None)
+        """The side list, newest first, with the open conversation selected: the owner's conversations in the
+        collections they may read now."""
+        principal = self.principal_of(owner or None)
+        readable = [c for c in self.store.conversations(owner) if principal.may(c.collection, Role.READER)]
+        return gr.update(choices=[(c.title, c.id) for c in readable[:LISTED]], value=selected or None)
 
+    @needs(None)
     def listed(self, request: gr.Request | None = None) -> tuple[Any, str]:
         """The list when the page loads, and the note (why there is none)."""
         try:
@@ -152,11 +158,13 @@ class ConversationPanel:
             log.warning("not saved: %s", exc)
             return gr.skip(), gr.skip(), _warning(exc)
 
+    @needs(None)
     def open(self, conversation_id: str, request: gr.Request | None = None) -> tuple[Any, ...]:
         """The chat, its last sources, the id, its name, and the note: the conversation as it was left."""
         owner = owner_of(request)
         try:
             info = self.store.get(owner, conversation_id)
+            self.principal_of(owner or None).require(info.collection, Role.READER)
             saved = self.store.messages(owner, info.id)
         except RagError as exc:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _warning(exc)
@@ -165,13 +173,16 @@ class ConversationPanel:
         thumbs = [THUMBS.get(m.rating) for m in saved if m.role == "assistant"]  # as they were left
         return gr.update(value=history, feedback_value=thumbs), sources, info.id, info.title, ""
 
+    @needs(None)
     def collection_of(self, conversation_id: str, current: str, request: gr.Request | None = None) -> Any:
         """An opened conversation continues in its own collection."""
         try:
-            return self._collection_choices(self.store.get(owner_of(request), conversation_id).collection)
+            found = self.store.get(owner_of(request), conversation_id).collection
+            return self._collection_choices(found, request)
         except RagError:
             return gr.update(value=current)
 
+    @needs(None)
     def rename(self, conversation_id: str, title: str, request: gr.Request | None = None) -> tuple[Any, str]:
         owner = owner_of(request)
         if not conversation_id:
@@ -182,6 +193,7 @@ class ConversationPanel:
         except RagError as exc:
             return gr.skip(), _warning(exc)
 
+    @needs(None)
     def delete(self, conversation_id: str, request: gr.Request | None = None) -> tuple[Any, ...]:
         """The open conversation deleted; the chat starts afresh: (chat, sources, id, name, list, note)."""
         owner = owner_of(request)
@@ -193,6 +205,7 @@ class ConversationPanel:
         except RagError as exc:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), _warning(exc)
 
+    @needs(None)
     def rate(
         self, conversation_id: str, note: str, data: gr.LikeData, request: gr.Request | None = None
     ) -> tuple[str, str]:
@@ -214,6 +227,7 @@ class ConversationPanel:
         return "", thanks + (" Your note is saved with it." if (note or "").strip() else "")
 
 
+@layout
 def _afresh() -> tuple[Any, ...]:
     """A new chat: empty chat, box, sources, id and name; nothing selected in the list."""
     return _empty_chat(), "", "", "", "", gr.update(value=None)

@@ -15,7 +15,9 @@ from starlette.routing import Mount
 from rag.config import Settings
 from rag.errors import RagError
 from service import RagService
-from service.access import AccessGate, Credentials
+from service.access import AccessGate, Credentials, Session, principal_of, session_clock
+from service.accounts import Forbidden, NotLoggedIn, Principal
+from service.route_roles import check_route
 from service.serving import serve
 from service.throttle import LoginThrottle
 from service.viewer import SourceView, original_file, page_png, source_view, view_html
@@ -23,13 +25,11 @@ from ui import citations
 from ui.app import CSS, ChatApp
 
 
-def web_app(
-    chat: ChatApp, user: str | None = None, password: str | None = None, api_key: str | None = None
-) -> fastapi.FastAPI:
+def web_app(chat: ChatApp, user: str | None = None, password: str | None = None) -> fastapi.FastAPI:
     """FastAPI rather than Gradio's own launch: middleware (the login throttle) can only be added to an app
     before it starts, and other routes (the API) can share the process."""
     server = fastapi.FastAPI(title="offline-rag", docs_url=None, redoc_url=None, openapi_url=None)
-    return mount_ui(server, chat, Credentials.of(api_key, user, password))
+    return mount_ui(server, chat, chat.service.credentials(user, password))
 
 
 def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -> fastapi.FastAPI:
@@ -52,7 +52,8 @@ def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -
         max_file_size=chat.settings.upload_max_bytes,
         run_history=False,  # a record of every question in the browser's storage: not on a shared machine
     )
-    server.add_middleware(AccessGate, credentials=credentials, sessions=_session_check(_gradio_app(mounted)))
+    sessions = _session_check(_gradio_app(mounted), credentials.session_hours)
+    server.add_middleware(AccessGate, credentials=credentials, sessions=sessions)
     return mounted
 
 
@@ -62,24 +63,46 @@ def _gradio_app(server: fastapi.FastAPI) -> GradioApp:
     return mounts[-1]
 
 
-def _session_check(gradio_app: GradioApp) -> Callable[[HTTPConnection], bool]:
-    """Whether a request carries a token Gradio's /login handed out (the cookies Gradio itself reads)."""
+def _session_check(gradio_app: GradioApp, hours: float) -> Callable[[HTTPConnection], Session | None]:
+    """The live session a request carries: a token Gradio's /login handed out (in the cookies Gradio itself reads),
+    its user, and when it began. A token older than `hours` is taken from Gradio too, so its page must log in
+    again."""
+    began = session_clock(hours)
 
-    def has_session(connection: HTTPConnection) -> bool:
+    def session(connection: HTTPConnection) -> Session | None:
         names = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
-        return any(connection.cookies.get(name) in gradio_app.tokens for name in names)
+        for token in (connection.cookies.get(name) for name in names):
+            if token is None or token not in gradio_app.tokens:
+                continue
+            start = began(token)
+            if start is None:
+                gradio_app.tokens.pop(token, None)
+                return None
+            return str(gradio_app.tokens[token]), start
+        return None
 
-    return has_session
+    return session
 
 
 def launch(settings: Settings, host: str, port: int, user: str | None, password: str | None) -> None:
     chat = ChatApp(settings)
     chat.service.watch_configured()
-    key = settings.api_key.get_secret_value() if settings.api_key else None
     try:
-        serve(web_app(chat, user, password, key), host, port, "rag ui", settings.trusted_proxies)
+        app = web_app(chat, user, password)
+        serve(app, host, port, "rag ui", settings.trusted_proxies, chat.service.credentials(user, password))
     finally:
         chat.service.close()
+
+
+def _viewer_caller(request: fastapi.Request) -> Principal:
+    """The caller, if their role lets them read the collection (service/route_roles.py)."""
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    try:
+        return check_route(principal_of(request), request.method, route, request.path_params)
+    except NotLoggedIn as exc:
+        raise fastapi.HTTPException(401, str(exc)) from None
+    except Forbidden as exc:
+        raise fastapi.HTTPException(403, str(exc)) from None
 
 
 Quotes = Annotated[list[str] | None, fastapi.Query()]  # the sentences to mark, from the answer
@@ -88,7 +111,7 @@ Quotes = Annotated[list[str] | None, fastapi.Query()]  # the sentences to mark, 
 def viewer_routes(service: RagService) -> fastapi.APIRouter:
     """/view/COLLECTION/DOC_ID?chunk=N&hl=...: a cited passage in its document (service/viewer.py); its PDF page
     as an image; its original file. Behind the same access rule as every route of the server."""
-    router = fastapi.APIRouter()
+    router = fastapi.APIRouter(dependencies=[fastapi.Depends(_viewer_caller)])
 
     def view_of(collection: str, doc_id: str, chunk: int) -> SourceView:
         try:

@@ -75,7 +75,7 @@ def _change(accounts: Accounts, args: argparse.Namespace) -> str:
         return f"changed {args.name}'s password; their open sessions end"
     if action == "remove":
         accounts.remove(args.name)
-        return f"removed {args.name}, their roles and keys"
+        return f"removed {args.name}, their roles, keys, saved conversations and ratings"
     if action == "grant":
         accounts.grant(args.name, args.collection, Role.parse(args.role))
         return f"{args.name} is {args.role} of {args.collection!r}"

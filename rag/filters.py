@@ -68,9 +68,11 @@ def _instant(text: str | None, name: str, end_of_day: bool) -> str | None:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return (start + timedelta(days=1) if end_of_day else start).isoformat()
         moment = datetime.fromisoformat(text)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if end_of_day:  # an inclusive instant; the store's bound is exclusive
+            moment += timedelta(microseconds=1)
+        return moment.astimezone(UTC).isoformat()
     except ValueError:
         raise BadFilter(f"{name} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if end_of_day:  # an inclusive instant; the store's bound is exclusive
-        moment += timedelta(microseconds=1)
-    return moment.astimezone(UTC).isoformat()
+    except OverflowError:  # 9999-12-31 as an inclusive end, year 1 in another time zone
+        raise BadFilter(f"{name} {text!r} is outside the dates this app can compare") from None

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import anyio.to_thread
 from starlette.requests import HTTPConnection
 
 from service.accounts import OPEN, SCRIPT_KEY, Accounts, Principal
@@ -60,11 +63,16 @@ class Credentials:
     def required(self) -> bool:
         return self.api_key is not None or self.accounts is not None
 
-    def gradio_auth(self) -> Callable[[str, str], bool] | None:
+    def gradio_auth(self) -> Callable[[str, str], Any] | None:
         """What Gradio's login checks: a user's password, the UI login, or the API key as the password (any user
         name)."""
         if self.accounts is not None:
-            return self.accounts.verify
+            accounts = self.accounts
+
+            async def verify(user: str, password: str) -> bool:  # argon2 takes ~0.1 s: not on the event loop
+                return await anyio.to_thread.run_sync(accounts.verify, user, password)
+
+            return verify
         if not self.required:
             return None
         login, key = self.login, self.api_key or ""
@@ -148,20 +156,30 @@ def principal_of(connection: HTTPConnection) -> Principal | None:
     return found if isinstance(found, Principal) else None
 
 
-def session_clock(hours: float) -> Callable[[str], datetime | None]:
-    """When each session token was first seen, or None once it is older than `hours` (it is then forgotten)."""
-    first_seen: dict[str, datetime] = {}
-    limit = timedelta(hours=hours)
+class SessionBook:
+    """When each UI session token was handed out (read from /login's answer by service.throttle), so a session's age,
+    and whether it began before its password changed, count from its login, not from its first use. A token not in
+    the book (or too old) is no session."""
 
-    def began(token: str) -> datetime | None:
+    def __init__(self, hours: float) -> None:
+        self.limit = timedelta(hours=hours)
+        self._issued: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def issued(self, token: str) -> None:
         now = datetime.now(UTC)
-        start = first_seen.setdefault(token, now)
-        if now - start > limit:
-            del first_seen[token]
-            return None
-        return start
+        with self._lock:
+            for old in [t for t, at in self._issued.items() if now - at > self.limit]:
+                del self._issued[old]
+            self._issued[token] = now
 
-    return began
+    def began(self, token: str) -> datetime | None:
+        with self._lock:
+            start = self._issued.get(token)
+            if start is not None and datetime.now(UTC) - start > self.limit:
+                del self._issued[token]
+                start = None
+        return start
 
 
 def is_public(path: str, method: str) -> bool:

@@ -163,10 +163,13 @@ class Accounts:
             raise _no_user(name)
 
     def remove(self, name: str) -> None:
-        """The user, their grants and keys; their conversations stay in the database, unreachable."""
+        """The user, their grants, keys, saved conversations and ratings (a later user of the same name must not
+        find them)."""
         with self._db() as db:
             if not db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
                 raise _no_user(name)
+            db.execute("DELETE FROM feedback WHERE owner = ?", (name,))
+            db.execute("DELETE FROM conversations WHERE owner = ?", (name,))
 
     def users(self) -> list[UserInfo]:
         with self._db() as db:

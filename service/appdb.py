@@ -98,6 +98,15 @@ def migrate(db: sqlite3.Connection) -> None:
         db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
 
+def looks_like_sqlite(path: Path) -> bool:
+    """Whether the file starts as every SQLite database does (one that does not can hold no data of ours)."""
+    try:
+        with path.open("rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return True  # unreadable: it may be one
+
+
 class AppDatabaseError(RagError):
     """The app's database cannot be used (not a database, locked, unwritable)."""
 

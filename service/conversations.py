@@ -147,17 +147,24 @@ class ConversationStore:
     ) -> int:
         """The question and its reply appended; the reply's message id (what feedback refers to)."""
         found, now = self.get(owner, conversation_id), _now()
-        with self._db() as db:
-            db.execute(
-                "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?, 'user', ?, ?)",
-                (found.id, question, now),
-            )
-            cursor = db.execute(
-                "INSERT INTO messages (conversation_id, role, content, answer, sources_html, created_at) "
-                "VALUES (?, 'assistant', ?, ?, ?, ?)",
-                (found.id, reply, json.dumps(answer) if answer else None, sources_html, now),
-            )
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, found.id))
+        try:
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, created_at) VALUES (?, 'user', ?, ?)",
+                    (found.id, question, now),
+                )
+                cursor = db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, answer, sources_html, created_at) "
+                    "VALUES (?, 'assistant', ?, ?, ?, ?)",
+                    (found.id, reply, json.dumps(answer) if answer else None, sources_html, now),
+                )
+                db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, found.id))
+        except ConversationStoreError as exc:  # deleted between the look-up and the insert (another tab)
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise ConversationNotFound(
+                    f"conversation {conversation_id!r} was deleted meanwhile"
+                ) from None
+            raise
         return int(cursor.lastrowid or 0)
 
     def rename(self, owner: str, conversation_id: str, title: str) -> None:

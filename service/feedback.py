@@ -32,7 +32,8 @@ def qa_record(rated: Rated) -> dict[str, Any]:
     return item.to_json() | {
         "rating": rated.rating,
         "note": rated.note,
-        "needs_gold": not liked,
+        # a thumbs-up on a reply that cites nothing and is no refusal (a failure said in the chat) is no gold either
+        "needs_gold": not liked or (not refused and not cited),
         "given_answer": answer.get("answer", ""),
         "searched_for": answer.get("standalone_question", rated.question),
         "passages": [

@@ -20,7 +20,7 @@ from rag.store import SearchFilter, check_collection_name, list_collections
 from rag.store.payload import DocumentRecord
 from service.access import Credentials
 from service.accounts import OPEN, Accounts, NotLoggedIn, Principal
-from service.appdb import FILE_NAME, AppDatabase
+from service.appdb import FILE_NAME, AppDatabase, looks_like_sqlite
 from service.conversations import ConversationStore
 from service.jobs import Job, JobQueue, JobState
 from service.uploads import Upload, ZipLimits, save_uploads
@@ -53,21 +53,28 @@ class RagService:
         self.conversations = ConversationStore(self.database)
         self.accounts = Accounts(self.database)
         # Whether logins are the users' is decided once, at start: `rag users add` takes effect at the next one.
+        self._accounts_error: str | None = None
         self.accounts_on = self._accounts_exist()
         self._watcher: FolderWatcher | None = None
         self._watched: dict[Path, list[str]] = {}  # folder -> the collections it feeds
 
     def _accounts_exist(self) -> bool:
+        """Whether users exist. A file that is not a database at all holds none: said, and the app runs as with no
+        users (the chat unsaved). A database that cannot be read now (locked, from a newer version, damaged) may
+        hold users: the web server will not start on it (`credentials`)."""
         try:
             return self.accounts.exist()
-        except (
-            RagError
-        ) as exc:  # a damaged app.db: said, and the app runs as with no users (the chat unsaved)
+        except RagError as exc:
+            if looks_like_sqlite(self.database.path):
+                self._accounts_error = f"{exc}: cannot tell who may log in, so the server does not start"
+                return True
             log.warning("%s: running as with no users", exc)
             return False
 
     def credentials(self, user: str | None = None, password: str | None = None) -> Credentials:
         """What the web server asks of a request: the users' logins and keys, or else the one key or login."""
+        if self._accounts_error:
+            raise RagError(self._accounts_error)
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         accounts = self.accounts if self.accounts_on else None
         return Credentials.of(key, user, password, accounts, self.settings.session_hours)

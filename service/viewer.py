@@ -43,9 +43,14 @@ class SourceView:
     context: list[ChunkPayload]  # the cited chunk and its neighbours, in document order
 
 
+MAX_QUOTES = 5  # sentences marked in one view; the route refuses more
+MAX_QUOTE_CHARS = 2000  # a longer one is marked by its start (the route refuses longer)
+
+
 def citation_url(collection: str, doc_id: str, chunk_index: int | None, quotes: list[str]) -> str:
     """Where [n] leads, relative to the app's root (so it works behind a path prefix too)."""
-    query = [("chunk", str(chunk_index if chunk_index is not None else 0))] + [("hl", q) for q in quotes[:5]]
+    marked = [q[:MAX_QUOTE_CHARS] for q in quotes[:MAX_QUOTES]]
+    query = [("chunk", str(chunk_index if chunk_index is not None else 0))] + [("hl", q) for q in marked]
     return f"view/{quote(collection, safe='')}/{quote(doc_id, safe='')}?{urlencode(query)}"
 
 
@@ -141,7 +146,10 @@ def _loose(text: str) -> str:
 
 
 def original_file(record: DocumentRecord) -> Path:
-    """The document's file, only if its recorded path stays inside the folder it was ingested from."""
+    """The document's file, only if its recorded path stays inside the folder it was ingested from (an absolute
+    one: a relative root would be the server's working folder)."""
+    if not Path(record.root).is_absolute():
+        raise DocumentNotFound(f"{record.source!r} has no folder on record to serve it from")
     root = Path(record.root).resolve()
     path = (root / record.source).resolve()
     if not path.is_relative_to(root) or path == root:
@@ -156,7 +164,12 @@ def page_png(view: SourceView, page: int, quotes: list[str]) -> bytes:
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
-    pdf = pdfium.PdfDocument(str(original_file(view.record)))
+    if view.record.file_type != "pdf":
+        raise DocumentNotFound(f"{view.record.source!r} is not a PDF: it has no pages to draw")
+    try:
+        pdf = pdfium.PdfDocument(str(original_file(view.record)))
+    except pdfium.PdfiumError as exc:
+        raise DocumentNotFound(f"{view.record.source!r} cannot be drawn: {exc}") from None
     try:
         if not 1 <= page <= len(pdf):
             raise DocumentNotFound(f"{view.record.source!r} has no page {page}")

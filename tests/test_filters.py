@@ -69,6 +69,8 @@ def test_a_filter_that_cannot_apply_says_why_in_one_line(settings: Settings, tmp
         search_filter(FilterRequest(documents=["nope.md"]), documents)
     with pytest.raises(BadFilter, match="ingested_since 'last week' is not a date"):
         search_filter(FilterRequest(ingested_since="last week"), documents)
+    with pytest.raises(BadFilter, match="outside the dates"):  # was an OverflowError: a 500, not a 400
+        search_filter(FilterRequest(ingested_until="9999-12-31"), documents)
     with pytest.raises(BadFilter, match="is after"):
         search_filter(FilterRequest(ingested_since="2026-12-05", ingested_until="2026-12-04"), documents)
     assert search_filter(FilterRequest(), documents) is None

@@ -23,8 +23,10 @@ import openai
 import pytest
 
 from rag.config import Settings
+from rag.errors import RagError
 from service.accounts import Accounts, Role
 from service.appdb import MIGRATIONS, AppDatabase
+from service.conversations import ConversationStore
 from service.route_roles import ROUTE_ROLES
 from tests.conftest import RAG_BIN, REPO, cli_env, launched, needs_chromium
 from tests.docs_factory import make_corpus
@@ -97,8 +99,11 @@ def test_accounts_keep_only_hashes_and_follow_their_grants(tmp_path: Path) -> No
     )
     accounts.revoke_key(key[:12])
     assert accounts.principal_for_key(key) is None
+    conversations = ConversationStore(accounts.database)
+    conversations.create("dana", "zoo", "What do alpacas eat?")
     accounts.remove("dana")
     assert accounts.principal("dana") is None and not accounts.exist()
+    assert conversations.conversations("dana") == []  # a later "dana" must not find them
 
 
 def test_a_data_folder_from_before_users_is_migrated_and_stays_open(tmp_path: Path) -> None:
@@ -121,6 +126,13 @@ def test_a_data_folder_from_before_users_is_migrated_and_stays_open(tmp_path: Pa
         service.close()
     with sqlite3.connect(data / "app.db") as db:
         assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+        db.execute(
+            f"PRAGMA user_version = {len(MIGRATIONS) + 1}"
+        )  # made by a newer version: it may hold users
+    refusing = RagService(Settings(data_dir=data, collection="zoo"))
+    with pytest.raises(RagError, match="cannot tell who may log in"):
+        refusing.credentials()
+    refusing.close()
 
 
 def test_each_user_sees_only_their_collections_through_the_api(team: Team) -> None:
@@ -289,6 +301,7 @@ def test_logins_are_throttled_per_user_and_per_address_and_sessions_end(
         statuses = [login("erin", "wrong-guess", f"10.0.0.{i}").status_code for i in range(7)]
         assert statuses[:5] == [400] * 5 and statuses[6] == 429, statuses
         assert "this user" in login("erin", "erin-password-1", "10.0.1.1").json()["detail"]
+        assert "this user" in login(" erin ", "erin-password-1", "10.0.1.2").json()["detail"]
         statuses = [login(f"user{i}", "wrong-guess", "10.0.2.1").status_code for i in range(7)]
         assert statuses[:5] == [400] * 5 and statuses[6] == 429, statuses
         assert "this address" in login("nobody", "x", "10.0.2.1").json()["detail"]
@@ -307,9 +320,12 @@ def test_logins_are_throttled_per_user_and_per_address_and_sessions_end(
         assert (
             http.post("/login", data={"username": "erin", "password": "erin-password-1"}).status_code == 200
         )
-        assert http.get("/config").status_code == 200
-        rag_users(env, "passwd", "erin", stdin="erin-password-2\n")
+        rag_users(
+            env, "passwd", "erin", stdin="erin-password-2\n"
+        )  # that session was never used: it ends too
         assert http.get("/config").status_code == 401
+        form = {"username": "erin ", "password": "erin-password-2"}  # Gradio strips the name
+        assert http.post("/login", data=form).status_code == 200 and http.get("/config").status_code == 200
 
 
 def _log_in(browser: Any, url: str, name: str) -> Any:

@@ -274,22 +274,27 @@ class ChatApp:
         and leaving the page does not stop the job: the jobs panel shows it on return)."""
         if not files:
             rows, _, error = self._documents_view(collection)
-            yield error or "Choose files (or a zip) first.", rows, gr.update(), self.jobs_html(collection)
+            yield (
+                error or "Choose files (or a zip) first.",
+                rows,
+                gr.update(),
+                self.jobs_html(collection, request),
+            )
             return
         try:
             saved = self.service.save_uploads(collection, list(files), owner_of(request))
             job = self.service.ingest_uploads(collection)
         except RagError as exc:
             rows, picker, _ = self._documents_view(collection)
-            yield f"⚠️ {exc}", rows, picker, self.jobs_html(collection)
+            yield f"⚠️ {exc}", rows, picker, self.jobs_html(collection, request)
             return
         finally:
             _remove_received(files)
         rejected = [f"rejected {name}: {why}" for name, why in saved.rejected]
         while not job.done.wait(UPLOAD_POLL_S):
-            yield job.progress_line(), gr.update(), gr.update(), self.jobs_html(collection)
+            yield job.progress_line(), gr.update(), gr.update(), self.jobs_html(collection, request)
         rows, picker, _ = self._documents_view(collection)
-        yield "\n".join([_job_outcome(job), *rejected]), rows, picker, self.jobs_html(collection)
+        yield "\n".join([_job_outcome(job), *rejected]), rows, picker, self.jobs_html(collection, request)
 
     @needs(Role.READER, refused=_warning_html)
     def jobs_html(self, collection: str, request: gr.Request | None = None) -> str:

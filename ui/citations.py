@@ -30,6 +30,9 @@ document.addEventListener('click', (event) => {
   }
   const link = target.closest('a.cite');
   if (!link || !viewer || !link.closest('#chatbot, #sources')) return;
+  // only the app's own viewer opens in the frame: an answer's text cannot choose what the page shows
+  const url = new URL(link.href, location.href);
+  if (url.origin !== location.origin || !url.pathname.includes('/view/')) return;
   event.preventDefault();
   event.stopPropagation();
   viewer.querySelector('iframe').src = link.href;

@@ -9,18 +9,27 @@ import fastapi
 import gradio as gr
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from gradio.routes import App as GradioApp
+from pydantic import StringConstraints
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 
 from rag.config import Settings
 from rag.errors import RagError
 from service import RagService
-from service.access import AccessGate, Credentials, Session, principal_of, session_clock
+from service.access import AccessGate, Credentials, Session, SessionBook, principal_of
 from service.accounts import Forbidden, NotLoggedIn, Principal
 from service.route_roles import check_route
 from service.serving import serve
 from service.throttle import LoginThrottle
-from service.viewer import SourceView, original_file, page_png, source_view, view_html
+from service.viewer import (
+    MAX_QUOTE_CHARS,
+    MAX_QUOTES,
+    SourceView,
+    original_file,
+    page_png,
+    source_view,
+    view_html,
+)
 from ui import citations
 from ui.app import CSS, ChatApp
 
@@ -35,7 +44,10 @@ def web_app(chat: ChatApp, user: str | None = None, password: str | None = None)
 def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -> fastapi.FastAPI:
     """The Gradio app at /, its login throttled per address, and every route of the server behind
     service.access's rule (the key or the login) when either is set."""
-    server.add_middleware(LoginThrottle)
+    book = SessionBook(credentials.session_hours)
+    server.add_middleware(
+        LoginThrottle, issued=book.issued
+    )  # it sees /login's answers: the tokens it hands out
     server.include_router(
         viewer_routes(chat.service)
     )  # before the UI's mount at /, which would take its paths
@@ -52,7 +64,7 @@ def mount_ui(server: fastapi.FastAPI, chat: ChatApp, credentials: Credentials) -
         max_file_size=chat.settings.upload_max_bytes,
         run_history=False,  # a record of every question in the browser's storage: not on a shared machine
     )
-    sessions = _session_check(_gradio_app(mounted), credentials.session_hours)
+    sessions = _session_check(_gradio_app(mounted), book)
     server.add_middleware(AccessGate, credentials=credentials, sessions=sessions)
     return mounted
 
@@ -63,11 +75,11 @@ def _gradio_app(server: fastapi.FastAPI) -> GradioApp:
     return mounts[-1]
 
 
-def _session_check(gradio_app: GradioApp, hours: float) -> Callable[[HTTPConnection], Session | None]:
+def _session_check(gradio_app: GradioApp, book: SessionBook) -> Callable[[HTTPConnection], Session | None]:
     """The live session a request carries: a token Gradio's /login handed out (in the cookies Gradio itself reads),
-    its user, and when it began. A token older than `hours` is taken from Gradio too, so its page must log in
-    again."""
-    began = session_clock(hours)
+    its user, and when it was handed out. A token past RAG_SESSION_HOURS is taken from Gradio too, so its page must
+    log in again."""
+    began = book.began
 
     def session(connection: HTTPConnection) -> Session | None:
         names = (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}")
@@ -78,7 +90,8 @@ def _session_check(gradio_app: GradioApp, hours: float) -> Callable[[HTTPConnect
             if start is None:
                 gradio_app.tokens.pop(token, None)
                 return None
-            return str(gradio_app.tokens[token]), start
+            user = gradio_app.tokens.get(token)
+            return (str(user), start) if user is not None else None
         return None
 
     return session
@@ -105,7 +118,11 @@ def _viewer_caller(request: fastapi.Request) -> Principal:
         raise fastapi.HTTPException(403, str(exc)) from None
 
 
-Quotes = Annotated[list[str] | None, fastapi.Query()]  # the sentences to mark, from the answer
+# the sentences to mark, from the answer: a few, each a sentence (citation_url sends at most 5)
+Quotes = Annotated[
+    list[Annotated[str, StringConstraints(max_length=MAX_QUOTE_CHARS)]] | None,
+    fastapi.Query(max_length=MAX_QUOTES),
+]  # the sentences to mark, from the answer
 
 
 def viewer_routes(service: RagService) -> fastapi.APIRouter:

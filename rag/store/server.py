@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +57,9 @@ def _native(vector: Vector) -> list[float] | models.SparseVector:
     return native_vector(vector, models.SparseVector)
 
 
+log = logging.getLogger("rag.store")
+
+
 class ServerEngine:
     """The engine adapter over one collection of a Qdrant server (or qdrant-client's local mode)."""
 
@@ -76,8 +80,14 @@ class ServerEngine:
         fields without one)."""
         indexed = self.client.get_collection(self.name).payload_schema or {}
         for name in DATETIME_FIELDS:
-            if name not in indexed:
+            if name in indexed:
+                continue
+            try:
                 self.client.create_payload_index(self.name, name, models.PayloadSchemaType.DATETIME)
+            except (
+                Exception
+            ) as exc:  # a read-only key: the collection still answers; only date filters may fail
+                log.warning("cannot add the %s index to collection %r: %s", name, self.name, exc)
 
     @property
     def exists(self) -> bool:

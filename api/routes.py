@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -25,22 +25,17 @@ from rag.question import check_question
 from rag.rerank import describe_reranker
 from rag.store import list_collections
 from service import NAME_MAX_BYTES, RagService
-from service.access import principal_of
 from service.accounts import Principal, Role
-from service.route_roles import check_route
+from service.route_roles import route_caller
 
 MODEL_PREFIX = "rag:"
 # ?wait=true holds a worker thread: past this, the answer is 202 with the job, as without it
 WAIT_LIMIT_S = 600
 
 
-def caller(request: Request) -> Principal:
-    """Who is calling, let through by the route's entry in service/route_roles.py (a dependency of every route)."""
-    route = getattr(request.scope.get("route"), "path", request.url.path)
-    return check_route(principal_of(request), request.method, route, request.path_params)
-
-
-Caller = Annotated[Principal, Depends(caller)]
+# who is calling, let through by the route's entry in service/route_roles.py (api/server.py makes it a dependency of
+# every route; a refusal is a RagError, answered in OpenAI's shape); the same call, so FastAPI makes it once
+Caller = Annotated[Principal, Depends(route_caller)]
 
 
 def collection_of(service: RagService, model: str, principal: Principal) -> str:

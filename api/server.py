@@ -9,9 +9,10 @@ from fastapi.exceptions import RequestValidationError
 
 from api.errors import ApiError, api_error_handler, validation_handler
 from api.limits import BodyLimit
-from api.routes import api_router, caller
+from api.routes import api_router
 from rag.errors import RagError
 from service import RagService
+from service.route_roles import route_caller
 
 JSON_LIMIT_BYTES = 4 << 20  # a chat request with a long history fits many times over
 
@@ -30,5 +31,5 @@ def api_app(service: RagService) -> fastapi.FastAPI:
     server.add_middleware(
         BodyLimit, json_bytes=JSON_LIMIT_BYTES, upload_bytes=service.settings.upload_max_bytes
     )
-    server.include_router(api_router(service), dependencies=[Depends(caller)])  # every route: its role
+    server.include_router(api_router(service), dependencies=[Depends(route_caller)])  # every route: its role
     return server

@@ -16,9 +16,9 @@ from starlette.routing import Mount
 from rag.config import Settings
 from rag.errors import RagError
 from service import RagService
-from service.access import AccessGate, Credentials, Session, SessionBook, principal_of
+from service.access import AccessGate, Credentials, Session, SessionBook
 from service.accounts import Forbidden, NotLoggedIn, Principal
-from service.route_roles import check_route
+from service.route_roles import route_caller
 from service.serving import serve
 from service.throttle import LoginThrottle
 from service.viewer import (
@@ -109,9 +109,8 @@ def launch(settings: Settings, host: str, port: int, user: str | None, password:
 
 def _viewer_caller(request: fastapi.Request) -> Principal:
     """The caller, if their role lets them read the collection (service/route_roles.py)."""
-    route = getattr(request.scope.get("route"), "path", request.url.path)
     try:
-        return check_route(principal_of(request), request.method, route, request.path_params)
+        return route_caller(request)
     except NotLoggedIn as exc:
         raise fastapi.HTTPException(401, str(exc)) from None
     except Forbidden as exc:

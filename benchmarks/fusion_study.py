@@ -1,21 +1,24 @@
-"""How much the BM25 side should weigh in the hybrid first stage: weighted RRF over the same dense and BM25 lists.
+"""How the hybrid first stage should fuse dense and BM25: the store's score fusion at several BM25 weights, beside
+the weighted reciprocal rank fusion it replaced, on the same collection and questions.
 
     python -m benchmarks.fusion_study --data-dir DATA --collection NAME --qa evals/data/python_faq.jsonl [--qa ...]
 
-For each answerable question of each QA file, the dense and the BM25 search each return their best LIMIT chunks
-once; every weight of the BM25 list (the dense list weighs 1) is then fused from those lists as the store fuses
-them (`weighted_rrf`: a hit at rank r of a list of weight w adds w / (60 + r); equal scores by dense cosine), and
-scored as `rag eval` scores retrieval (document level). A BM25 weight of 1 fuses the lists equally, 0 is dense
-alone; RAG_BM25_WEIGHT is the store's. Prints one markdown table per QA file.
+For each answerable question of each QA file: dense alone; `search_hybrid` (each hit scored (1 - w) * cosine +
+w * BM25, both min-max scaled over the two lists' hits; RAG_BM25_WEIGHT is w) at every weight below; and weighted RRF
+as the store fused until 2026-12-05 (a hit at rank r of a list of weight w adds w / (60 + r); the dense list weighs
+1). Each is scored as `rag eval` scores retrieval (document MRR@10), with the paired bootstrap 95% interval of its
+difference from dense alone. Prints one markdown table with a column per QA file.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 import rag  # noqa: F401  (offline environment)
 from evals import metrics
@@ -24,38 +27,63 @@ from rag.collection import Collection
 from rag.config import Settings
 from rag.sparse import bm25_query
 from rag.store import Hit
-from rag.store.qdrant import weighted_rrf
+from rag.store.qdrant import _fused_order
 
 LIMIT = 30  # chunks per list, as many as RAG_TOP_K fuses
-WEIGHTS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.1, 0.0)
+WEIGHTS = (0.5, 0.35, 0.25, 0.2, 0.15, 0.1)
+RRF_K = 60
+RESAMPLES = 2000
+
+Search = Callable[[Collection, str], list[Hit]]
 
 
-def fused(dense: list[Hit], sparse: list[Hit], weight: float) -> list[Hit]:
-    """The two lists fused as the store fuses them (the dense list weighs 1), each hit copied: fusion sets scores."""
-    return weighted_rrf([[replace(h) for h in dense], [replace(h) for h in sparse]], [1.0, weight])
+def weighted_rrf(dense: list[Hit], sparse: list[Hit], weight: float) -> list[Hit]:
+    """The fusion the store used until 2026-12-05, ties by dense cosine (BM25-only hits have none here)."""
+    score: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for w, hits in ((1.0, dense), (weight, sparse)):
+        for rank, hit in enumerate(hits, 1):
+            score[hit.id] = score.get(hit.id, 0.0) + w / (RRF_K + rank)
+            first.setdefault(hit.id, hit)
+    for hit_id, hit in first.items():
+        hit.score = score[hit_id]
+    return sorted(first.values(), key=_fused_order)
 
 
-def scores(item: QAItem, ranked: list[Hit]) -> dict[str, float]:
-    docs = metrics.doc_keys((h.chunk.source, h.chunk.page) for h in ranked)
-    gold = item.gold_docs()
-    return {
-        "R@1": metrics.recall_at_k(docs, gold, 1),
-        "R@5": metrics.recall_at_k(docs, gold, 5),
-        "MRR@10": metrics.mrr_at_k(docs, gold, 10),
+def searches() -> dict[str, Search]:
+    def dense(c: Collection, q: str) -> list[Hit]:
+        return c.store.search_dense(c.embedder.embed_query(q), LIMIT)
+
+    def rrf(c: Collection, q: str) -> list[Hit]:
+        return weighted_rrf(dense(c, q), c.store.search_sparse(bm25_query(q), LIMIT), 0.25)
+
+    def fused(weight: float) -> Search:
+        return lambda c, q: c.store.search_hybrid(
+            c.embedder.embed_query(q), bm25_query(q), LIMIT, None, weight
+        )
+
+    return {"dense alone": dense, "RRF, BM25 0.25 (until 2026-12-05)": rrf} | {
+        f"scores, BM25 {w}": fused(w) for w in WEIGHTS
     }
 
 
-def study(collection: Collection, items: list[QAItem]) -> dict[float, dict[str, float]]:
-    totals = {w: {"R@1": 0.0, "R@5": 0.0, "MRR@10": 0.0} for w in WEIGHTS}
-    answerable = [i for i in items if i.answerable and i.gold_docs()]
-    for item in answerable:
-        vector = collection.embedder.embed_query(item.question)
-        dense = collection.store.search_dense(vector, LIMIT)
-        sparse = collection.store.search_sparse(bm25_query(item.question), LIMIT)
-        for w in WEIGHTS:
-            for key, value in scores(item, fused(dense, sparse, w)).items():
-                totals[w][key] += value
-    return {w: {k: v / max(1, len(answerable)) for k, v in row.items()} for w, row in totals.items()}
+def mrr_per_question(collection: Collection, items: list[QAItem], search: Search) -> np.ndarray:
+    return np.array(
+        [
+            metrics.mrr_at_k(
+                metrics.doc_keys((h.chunk.source, h.chunk.page) for h in search(collection, i.question)),
+                i.gold_docs(),
+                10,
+            )
+            for i in items
+        ]
+    )
+
+
+def interval(diff: np.ndarray) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    means = [rng.choice(diff, len(diff)).mean() for _ in range(RESAMPLES)]
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main() -> None:
@@ -66,12 +94,20 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(data_dir=args.data_dir, collection=args.collection)
     print(f"{datetime.now(UTC).isoformat(timespec='minutes')}, {platform.machine()}, {args.collection}")
+    sets = {qa.name: [i for i in load_qa(qa) if i.answerable and i.gold_docs()] for qa in args.qa}
+    print("\n| fusion | " + " | ".join(f"{name} ({len(items)})" for name, items in sets.items()) + " |")
+    print("| --- |" + " --- |" * len(sets))
     with Collection(settings) as collection:
-        for qa in args.qa:
-            rows = study(collection, load_qa(qa))
-            print(f"\n{qa.name}\n\n| BM25 weight | R@1 | R@5 | MRR@10 |\n| --- | --- | --- | --- |")
-            for w, row in rows.items():
-                print(f"| {w} | {row['R@1']:.3f} | {row['R@5']:.3f} | {row['MRR@10']:.3f} |")
+        scored = {
+            n: {s: mrr_per_question(collection, items, f) for s, f in searches().items()}
+            for n, items in sets.items()
+        }
+    for search in searches():
+        cells = []
+        for rows in scored.values():
+            low, high = interval(rows[search] - rows["dense alone"])
+            cells.append(f"{rows[search].mean():.3f} [{low:+.3f}, {high:+.3f}]")
+        print(f"| {search} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

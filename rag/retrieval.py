@@ -1,4 +1,4 @@
-"""First stage: embed the query, search dense + BM25 in Qdrant, fuse with RRF (prefetch)."""
+"""First stage: embed the query, search dense + BM25 in Qdrant, fuse their scores (rag/store/qdrant.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from rag.config import BM25_WEIGHT
 from rag.embedder import TextEmbedder
 from rag.sparse import bm25_query
 from rag.store import Hit, SearchFilter, VectorStore
@@ -25,8 +26,8 @@ class Retrieved:
 
 
 class Retriever:
-    def __init__(self, store: VectorStore, embedder: TextEmbedder, bm25_weight: float = 1.0) -> None:
-        """bm25_weight: the BM25 list's weight in the hybrid fusion (the dense list's is 1)."""
+    def __init__(self, store: VectorStore, embedder: TextEmbedder, bm25_weight: float = BM25_WEIGHT) -> None:
+        """bm25_weight: BM25's share of the hybrid score (the dense cosine's is the rest)."""
         self.store = store
         self.embedder = embedder
         self.bm25_weight = bm25_weight

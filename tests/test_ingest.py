@@ -254,7 +254,7 @@ def test_same_results_through_both_backends(
             sparse = store.search_sparse(bm25_query(query), 5)
             hybrid = [
                 store.search_hybrid(embedder.embed_query(query), bm25_query(query), 5, sparse_weight=w)
-                for w in (1.0, 0.25, 0.0)
+                for w in (1.0, 0.2, 0.0)
             ]
             results.append(
                 [
@@ -269,6 +269,39 @@ def test_same_results_through_both_backends(
     assert results[0][0][0][0] == "guide.md"
     dense_order, weight_zero = [s for s, _ in results[0][0]], [s for s, _ in results[0][4]]
     assert weight_zero == dense_order  # a BM25 weight of 0 leaves the dense order
+
+
+def test_hybrid_scores_each_candidate_by_both_searches(
+    tmp_path: Path, settings: Settings, server_settings: Settings, embedder: LocalEmbedder
+) -> None:
+    """A passage the dense search ranks high keeps its BM25 score though it is outside BM25's own top list: under
+    rank fusion it counted for nothing there, which sank such passages on the reference-page questions."""
+    from rag.sparse import bm25_query
+    from rag.store.qdrant import convex_fusion
+
+    root = make_corpus(tmp_path / "corpus")
+    # herd.txt has the meaning and one of the words; menu.txt the words without the meaning
+    (root / "herd.txt").write_text("Alpacas graze in herds on mostly grass.\n")
+    (root / "menu.txt").write_text("Eat alpacas? Eat, eat, eat: the alpacas menu.\n")
+    query, limit = "what do alpacas eat?", 3
+    for s in (settings, server_settings):
+        run_ingest(s, root)
+        store = open_store(s)
+        try:
+            dense_vector, sparse_vector = embedder.embed_query(query), bm25_query(query)
+            dense, lexical = store.search_dense(dense_vector, 100), store.search_sparse(sparse_vector, 100)
+            cosine, bm25 = {h.id: h.dense_score for h in dense}, {h.id: h.score for h in lexical}
+            top_dense, top_lexical = dense[:limit], lexical[:limit]
+            outside = [h for h in top_dense if h.id not in {x.id for x in top_lexical} and bm25.get(h.id)]
+            assert outside, "the corpus must hold a dense hit that BM25 scores but ranks below its top list"
+            for h in top_lexical:
+                h.dense_score = cosine[h.id]
+            want = convex_fusion(top_dense, top_lexical, bm25, 0.2)[:limit]
+            got = store.search_hybrid(dense_vector, sparse_vector, limit, sparse_weight=0.2)
+            assert [h.id for h in got] == [h.id for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+        finally:
+            store.close()
 
 
 def test_locked_store_gives_one_line_message(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from rag.config import BM25_WEIGHT
 from rag.store.payload import ChunkPayload, DocumentRecord
 from rag.store.schema import (
     DATETIME_FIELDS,
@@ -53,7 +54,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any]
-    dense_score: float | None = None  # cosine similarity with the query: a relevance, unlike RRF's rank score
+    dense_score: float | None = None  # cosine similarity with the query: a relevance, unlike the fused score
     rerank_score: float | None = None  # the cross-encoder's relevance, when it ran
 
     @cached_property
@@ -118,9 +119,10 @@ class VectorStore(Protocol):
         sparse: SparseVec,
         limit: int,
         flt: SearchFilter | None = None,
-        sparse_weight: float = 1.0,
+        sparse_weight: float = BM25_WEIGHT,
     ) -> list[Hit]:
-        """Dense and BM25 fused by RRF; the BM25 list weighs sparse_weight against the dense list's 1."""
+        """The best of the dense and the BM25 search, each hit scored (1 - sparse_weight) * cosine +
+        sparse_weight * BM25, both scaled to [0, 1] over the hits."""
         ...
 
     def chunks_of(self, doc_id: str) -> list[dict[str, Any]]: ...

@@ -124,6 +124,10 @@ class EdgeEngine:
     def datetime_range(key: str, gte: str | None, lt: str | None) -> qe.FieldCondition:
         return qe.FieldCondition(key=key, range=qe.RangeDateTime(gte=gte, lt=lt))
 
+    @staticmethod
+    def has_id(ids: list[str]) -> qe.HasIdCondition:
+        return qe.HasIdCondition(point_ids=set(ids))
+
     def create(self, spec: CollectionSpec) -> None:
         config = qe.EdgeConfig(
             vectors={

@@ -112,6 +112,10 @@ class ServerEngine:
 
         return models.FieldCondition(key=key, range=models.DatetimeRange(gte=moment(gte), lt=moment(lt)))
 
+    @staticmethod
+    def has_id(ids: list[str]) -> models.HasIdCondition:
+        return models.HasIdCondition(has_id=list(ids))
+
     def create(self, spec: CollectionSpec) -> None:
         self.client.create_collection(
             self.name,

@@ -28,6 +28,8 @@ TARGETS: dict[str, tuple[str, float, bool]] = {
     "ingest_vs_raw": ("ingestion ÷ raw embedding chunks/s", 0.8, True),
     "llamaindex_vs_ours": ("llama-index ÷ ours wall time", 4.0, True),
     "torch_vs_ours": ("ours with torch ÷ ours wall time", 1.0, True),
+    "thread_vs_workers1": ("parser thread ÷ 1 parser process, wall", 1.0, True),
+    "thread_vs_workers2": ("parser thread ÷ 2 parser processes, wall", 1.0, True),
     "ours_peak_rss_gb": ("ours' peak RSS, GB", 1.5, False),
     "rerun_vs_first": ("unchanged rerun ÷ first run time", 0.05, False),
 }
@@ -49,12 +51,12 @@ def _html_files(root: Path) -> list[Path]:
 # --------------------------------------------------------------------------- stages, one subprocess each
 
 
-def stage_ours(corpus: Path, data: Path, backend: EmbedBackend = "auto") -> dict[str, Any]:
+def stage_ours(corpus: Path, data: Path, backend: EmbedBackend = "auto", workers: int = 0) -> dict[str, Any]:
     from ingest.job import ingest_folder
     from rag.config import Settings
     from rag.embedder import embedder_from_settings
 
-    settings = Settings(data_dir=data, embed_backend=backend)
+    settings = Settings(data_dir=data, embed_backend=backend, ingest_workers=workers)
     started = time.perf_counter()
     embedder = embedder_from_settings(settings)  # cached for ingest
     load_s = time.perf_counter() - started
@@ -171,8 +173,19 @@ def stage_torch(corpus: Path, data: Path) -> dict[str, Any]:
     return stage_ours(corpus, data, "torch")
 
 
+def stage_workers1(corpus: Path, data: Path) -> dict[str, Any]:
+    """Ours with the files parsed in one worker process instead of a thread (RAG_INGEST_WORKERS=1)."""
+    return stage_ours(corpus, data, workers=1)
+
+
+def stage_workers2(corpus: Path, data: Path) -> dict[str, Any]:
+    return stage_ours(corpus, data, workers=2)
+
+
 STAGES = {
     "ours": stage_ours,
+    "workers1": stage_workers1,
+    "workers2": stage_workers2,
     "rerun": stage_ours,
     "torch": stage_torch,
     "raw": stage_raw,
@@ -210,6 +223,8 @@ def run(limit: int | None) -> dict[str, Any]:
             "ours": _run_stage("ours", corpus, scratch / "ours", scratch),
             "rerun": _run_stage("rerun", corpus, scratch / "ours", scratch),
             "torch": _run_stage("torch", corpus, scratch / "torch", scratch),
+            "workers1": _run_stage("workers1", corpus, scratch / "workers1", scratch),
+            "workers2": _run_stage("workers2", corpus, scratch / "workers2", scratch),
             "raw": _run_stage("raw", corpus, scratch / "raw", scratch),
             "llamaindex": _run_stage("llamaindex", corpus, scratch / "llamaindex", scratch),
         }
@@ -218,6 +233,8 @@ def run(limit: int | None) -> dict[str, Any]:
         "llamaindex_vs_ours": stages["llamaindex"]["wall_s"] / stages["ours"]["wall_s"],
         "rerun_vs_first": stages["rerun"]["seconds"] / stages["ours"]["seconds"],
         "torch_vs_ours": stages["torch"]["wall_s"] / stages["ours"]["wall_s"],
+        "thread_vs_workers1": stages["ours"]["wall_s"] / stages["workers1"]["wall_s"],
+        "thread_vs_workers2": stages["ours"]["wall_s"] / stages["workers2"]["wall_s"],
         "ours_peak_rss_gb": stages["ours"]["peak_rss_mb"] / 1024,
     }
     return {
@@ -250,6 +267,8 @@ def render(report: dict[str, Any]) -> str:
         "ours": "ours (ingest)",
         "rerun": "ours, unchanged rerun",
         "torch": "ours, torch backend",
+        "workers1": "ours, 1 parser process",
+        "workers2": "ours, 2 parser processes",
         "raw": "raw embedding only",
         "llamaindex": "llama-index (wall)",
     }

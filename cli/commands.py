@@ -35,6 +35,12 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
         "--exclude", action="append", default=[], help="glob on relative paths to leave out; repeatable"
     )
     p.add_argument(
+        "--workers",
+        type=whole(0, 256),
+        default=None,
+        help="processes that parse files beside the embedder, several at once (RAG_INGEST_WORKERS; 0: a thread)",
+    )
+    p.add_argument(
         "--watch",
         action="store_true",
         help="then keep watching the folder: a file added, changed or deleted is ingested within seconds (Ctrl+C stops)",
@@ -68,6 +74,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.job import ingest_folder
 
     settings = settings.model_copy(update={"ingest_exclude": [*settings.ingest_exclude, *args.exclude]})
+    if args.workers is not None:
+        settings = settings.model_copy(update={"ingest_workers": args.workers})
     if args.watch:
         if args.train_reranker:
             raise RagError("--watch runs until stopped: train the reranker with `rag train-reranker` instead")

@@ -374,16 +374,27 @@ class IngestJob:
         progress: IngestProgress,
     ) -> None:
         try:
-            for doc in work:
-                if self.cancel.is_set():
+            for item in self._parsed(work, progress):
+                if isinstance(item, _Part):
+                    progress.chunks_found(len(item.chunks))
+                if not _put(items, item, stop):
                     return
-                for item in self.parser.parts(doc, progress):
-                    if isinstance(item, _Part):
-                        progress.chunks_found(len(item.chunks))
-                    if not _put(items, item, stop):
-                        return
         finally:
             _put(items, None, stop)
+
+    def _parsed(self, work: list[_Doc], progress: IngestProgress) -> Iterator[_Part | _Failed]:
+        """Every document's parts in work's order: from worker processes when the settings ask for them and there
+        is more than one file, else from this thread."""
+        workers = self.settings.ingest_workers
+        if workers > 0 and len(work) > 1:
+            from ingest.parse_pool import parsed_in_processes
+
+            yield from parsed_in_processes(self.parser, self.embedder.backend, work, workers, progress)
+            return
+        for doc in work:
+            if self.cancel.is_set():
+                return
+            yield from self.parser.parts(doc, progress)
 
 
 class DocParser:
@@ -392,6 +403,7 @@ class DocParser:
 
     def __init__(self, settings: Settings, embedder: Any, cancel: threading.Event | None = None) -> None:
         """embedder: whose tokenizer bounds a chunk (its count_tokens and max_tokens; it need not embed here)."""
+        self.settings = settings
         self.cancel = cancel or threading.Event()
         encoding = settings.tokenizer_encoding
         self.chunker = Chunker(

@@ -1,5 +1,5 @@
-"""Text from pictures of text: scanned PDF pages and image files, read by Tesseract (Debian's `tesseract-ocr`,
-through pytesseract).
+"""Text from pictures of text: scanned PDF pages and image files, read by Tesseract (Debian's `tesseract-ocr`, run
+as a process per page with one OpenMP thread).
 
 Chosen over rapidocr-onnxruntime (PP-OCRv4, in its wheel) by `benchmarks/ocr_bench.py` on pages rendered from
 known English text (docs/benchmarks.md, "OCR"): rapidocr's models are Chinese-first and ran words together
@@ -9,6 +9,9 @@ one lock guards every call into it.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +24,10 @@ from ingest.loaders import LoadError, Section, read_pdf
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 INSTALL = "install Tesseract (apt-get install tesseract-ocr tesseract-ocr-eng) or set RAG_OCR=false"
 _PDFIUM = threading.Lock()
+# Tesseract asks OpenMP for four threads, which spin against each other on a small VM: a full page of text took 21.7 s
+# so and 2.1 s with one thread (2026-12-05, a 2-core Xeon VM; docs/benchmarks.md, "OCR"). Pages of several files are
+# read at once by RAG_INGEST_WORKERS processes instead. A limit set in the environment is kept.
+OMP_THREADS = "1"
 
 
 @dataclass(frozen=True)
@@ -63,19 +70,28 @@ class OcrBudget:
 
 
 def tesseract(image: Any, seconds: float, language: str = "eng") -> str:
-    """The image's text; a clear LoadError when Tesseract is missing or runs over its time."""
-    import pytesseract
-
-    try:
-        return str(pytesseract.image_to_string(image, lang=language, timeout=seconds))
-    except pytesseract.TesseractNotFoundError:
-        raise LoadError(f"this needs OCR and Tesseract is not installed: {INSTALL}") from None
-    except RuntimeError as exc:  # pytesseract's timeout: the process was killed
-        if "timeout" in str(exc).lower():
+    """The image's text; a clear LoadError when Tesseract is missing, fails or runs over its time."""
+    if image.mode not in ("1", "L", "RGB", "RGBA"):
+        image = image.convert("RGB")  # what a PNG can hold
+    env = {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", OMP_THREADS)}
+    with tempfile.TemporaryDirectory(prefix="rag-ocr-") as folder:
+        page = Path(folder) / "page.png"
+        image.save(page)
+        try:
+            done = subprocess.run(
+                ["tesseract", str(page), "stdout", "-l", language],
+                capture_output=True,
+                timeout=seconds,
+                env=env,
+            )
+        except FileNotFoundError:
+            raise LoadError(f"this needs OCR and Tesseract is not installed: {INSTALL}") from None
+        except subprocess.TimeoutExpired:  # run() has killed it
             raise LoadError(f"OCR took over {seconds:g} s on a page (RAG_OCR_PAGE_SECONDS)") from None
-        raise
-    except pytesseract.TesseractError as exc:
-        raise LoadError(f"OCR failed: {exc.message.strip()[:200]}") from None
+    if done.returncode:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise LoadError(f"OCR failed: {(reason[-1] if reason else f'exit code {done.returncode}')[:200]}")
+    return done.stdout.decode("utf-8", errors="replace")
 
 
 def image_sections(path: Path, options: OcrOptions) -> Iterator[Section]:

@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     )
     tokenizer_encoding: str = _knob(INGEST, "the tiktoken encoding chunk sizes are counted in", "cl100k_base")
     # Tesseract over rapidocr: character error rate 0.001 against 0.226 on pages rendered from known text, 1.6 against
-    # 1.1 s a page (benchmarks/ocr_bench.py, docs/benchmarks.md "OCR")
+    # 1.1 s a page, then 0.26 s with one OpenMP thread (benchmarks/ocr_bench.py, docs/benchmarks.md "OCR")
     ocr: bool = _knob(
         INGEST,
         "read scanned PDF pages (an image and under `RAG_OCR_MIN_CHARS` characters of text) and image files with "
@@ -215,8 +215,8 @@ class Settings(BaseSettings):
     )
     ocr_file_seconds: float = _knob(
         INGEST,
-        "a file whose OCR would take longer (extrapolated from its first pages) is stopped and reported; a "
-        "300-page scan takes about 8 minutes here",
+        "a file whose OCR would take longer (extrapolated from its first pages) is stopped and reported; a full "
+        "page of text takes about 2 s here",
         1200.0,
         gt=0,
     )
@@ -229,6 +229,14 @@ class Settings(BaseSettings):
     )
     max_file_mb: float = _knob(
         INGEST, "larger files are refused (non-text formats are parsed whole)", 64.0, gt=0
+    )
+    ingest_workers: int = _knob(
+        INGEST,
+        "processes that parse and chunk files beside the embedder, several files at once (0: one thread of the "
+        "embedding process)",
+        0,
+        ge=0,
+        le=256,
     )
     ingest_exclude: list[str] = _knob(
         INGEST,

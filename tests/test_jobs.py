@@ -77,6 +77,20 @@ def test_a_job_cancelled_mid_document_finishes_that_document_and_leaves_the_rest
 ) -> None:
     """Cancelled while an updated long document was half written (its old version already deleted), the job
     dropped the new half too, and the document was gone from the collection until the next run."""
+    _cancel_mid_document(service, monkeypatch)
+
+
+def test_the_same_with_files_parsed_in_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = RagService(Settings(data_dir=tmp_path / "data", collection="test", ingest_workers=2))
+    try:
+        _cancel_mid_document(service, monkeypatch)
+    finally:
+        service.close()
+
+
+def _cancel_mid_document(service: RagService, monkeypatch: pytest.MonkeyPatch) -> None:
     uploads = service.uploads_dir("test")
     uploads.mkdir(parents=True)
     _long_document(uploads / "manual.md", "Old")

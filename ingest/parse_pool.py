@@ -70,9 +70,8 @@ class _Pool:
     """A process pool whose workers each hold a DocParser, relaying OCR progress and cancelling to them."""
 
     def __init__(self, here: DocParser, backend: str | None, workers: int) -> None:
-        context = multiprocessing.get_context(
-            "spawn"
-        )  # no fork of a process that runs ONNX Runtime's threads
+        # Spawned, not forked: the ingesting process runs ONNX Runtime's (or torch's) threads
+        context = multiprocessing.get_context("spawn")
         self.here = here
         self.pages: Any = context.Queue()
         self.stop = context.Event()

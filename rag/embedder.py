@@ -130,6 +130,17 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_has_amx() -> bool:
+    """AMX tiles (Intel Xeon since Sapphire Rapids), on which torch runs bf16 matrix products; False where torch
+    cannot tell."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _untruncated_tokenizer(tokenizer: Any) -> Any:
     """The fast tokenizer's Rust core, copied without truncation: 5x cheaper per call than the wrapper."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

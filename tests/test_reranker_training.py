@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from rag.collection import Collection
 from rag.config import Settings
 from rag.embedder import LocalEmbedder
@@ -379,3 +381,21 @@ def test_eval_warns_when_the_reranker_ranks_worse_than_the_first_stage() -> None
     assert "unset RAG_RERANK_MODEL" in (reranker_warning(retrieval, "RAG_RERANK_MODEL") or "")
     retrieval["hybrid+rerank"]["doc_mrr@10"] = 0.32
     assert reranker_warning(retrieval, "") is None
+
+
+def test_a_trained_model_serves_in_bf16_on_amx_and_in_int8_elsewhere_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate measures the model as it will serve, so the backend is chosen before it: torch's bf16 where the CPU
+    has AMX tiles, ONNX int8 elsewhere (docs/scale.md, "The cross-encoder"), and RAG_RERANK_BACKEND above both."""
+    import training.collection_reranker as trainer
+    from rag.embedder import cpu_has_amx
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # the probe torch offers agrees with the CPU's own flags
+        assert cpu_has_amx() == (" amx_tile" in cpuinfo.read_text())
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: True)
+    assert trainer.serving_backend(Settings()) == "torch-bf16"
+    monkeypatch.setattr(trainer, "cpu_has_amx", lambda: False)
+    assert trainer.serving_backend(Settings()) == "onnx-int8"
+    assert trainer.serving_backend(Settings(rerank_backend="onnx")) == "onnx"

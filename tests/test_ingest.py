@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import ingest.job
+import ingest.parsing
 from ingest.job import IngestJob, IngestSummary
 from rag.collection import Collection
 from rag.config import Settings
@@ -223,7 +224,7 @@ def test_a_first_ingest_stopped_before_its_record_leaves_no_orphan_chunks(
 def test_streamed_file_is_written_in_parts(
     tmp_path: Path, settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ingest.job, "PART_CHUNKS", 4)
+    monkeypatch.setattr(ingest.parsing, "PART_CHUNKS", 4)
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "long.txt").write_text(

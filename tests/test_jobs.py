@@ -63,7 +63,7 @@ def service(tmp_path: Path) -> Iterator[RagService]:
 
 
 def _long_document(path: Path, version: str) -> None:
-    """Over 300 chunks: written in parts of 256 (ingest.job.PART_CHUNKS), its old version deleted at the first."""
+    """Over 300 chunks: written in parts of 256 (ingest.parsing.PART_CHUNKS), its old version deleted at the first."""
     sections = [
         f"## Section {j}\n\n"
         + " ".join(f"{version} fact {j}.{k} about the harbour crane." for k in range(12))

@@ -283,7 +283,7 @@ def test_a_collection_embedded_by_a_server_rag_serve_itself(server: Server, tmp_
 
 def test_a_filter_asks_within_chosen_documents_and_a_bad_one_is_a_400(server: Server) -> None:
     client = server.client()
-    question = [{"role": "user", "content": "Which animals live in the Andes?"}]
+    question = [{"role": "user", "content": "Which animals are found in the Andes?"}]
     unfiltered = client.chat.completions.create(model="test", messages=question)
     assert {s["source"] for s in (unfiltered.model_extra or {})["rag"]["sources"]} == {"report.pdf"}
     within = client.chat.completions.create(

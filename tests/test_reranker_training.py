@@ -79,7 +79,9 @@ def test_onnx_backends_score_as_the_torch_cross_encoder(tmp_path: Path) -> None:
     from rag.rerank import build_cross_encoder
 
     planted = PLANTED
-    folder = train([planted] * 8, tmp_path / "model", minutes=2, layers=2, lr=1e-4, epochs=2).path
+    # Trained until the positive stands clear of the negatives: after 16 steps at 1e-4 they were 1e-4 apart, inside
+    # int8's noise, and int8 ranked a negative first on one CI run.
+    folder = train([planted] * 8, tmp_path / "model", minutes=2, layers=2, lr=5e-4, epochs=4).path
     pairs = [(planted.query, p) for p in [planted.positive, *planted.negatives]]
     torch_scores = build_cross_encoder(str(folder), "torch", 128).predict(pairs)
     fp32 = build_cross_encoder(str(folder), "onnx", 128).predict(pairs)

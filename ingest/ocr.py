@@ -25,8 +25,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 INSTALL = "install Tesseract (apt-get install tesseract-ocr tesseract-ocr-eng) or set RAG_OCR=false"
 _PDFIUM = threading.Lock()
 # Tesseract asks OpenMP for four threads, which spin against each other on a small VM: a full page of text took 21.7 s
-# so and 2.1 s with one thread (2026-12-05, a 2-core Xeon VM; docs/benchmarks.md, "OCR"). Pages of several files are
-# read at once by RAG_INGEST_WORKERS processes instead. A limit set in the environment is kept.
+# that way and 2.1 s with one thread (2026-12-05, a 2-core Xeon VM; docs/benchmarks.md, "OCR"). Pages of several
+# files are read at once by RAG_INGEST_WORKERS processes instead. A limit set in the environment is kept.
 OMP_THREADS = "1"
 
 

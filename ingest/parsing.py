@@ -51,8 +51,8 @@ class IngestCancelled(Exception):
 
 
 class DocParser:
-    """A document read, parsed and chunked into parts for the writer: in the job's parser thread, or in a Ray
-    worker (ingest.ray_ingest), which builds its own from the settings."""
+    """A document read, parsed and chunked into parts for the writer: in the job's parser thread, or in a worker
+    process (ingest.parse_pool) or a Ray worker (ingest.ray_ingest), each of which builds its own from the settings."""
 
     def __init__(self, settings: Settings, embedder: Any, cancel: threading.Event | None = None) -> None:
         """embedder: whose tokenizer bounds a chunk (its count_tokens and max_tokens; it need not embed here)."""

@@ -268,7 +268,7 @@ class QdrantStore:
         sparse_weight: float = BM25_WEIGHT,
     ) -> list[Hit]:
         dense_hits = self.search_dense(dense, limit, flt)
-        if not sparse.indices or sparse_weight == 0:  # a query with no known word has no BM25 side to fuse
+        if not sparse.indices or sparse_weight == 0:  # no known word, or BM25 weighs nothing: dense alone
             return dense_hits
         points = self.engine.nearest(replace(_sparse(sparse, limit, self._chunks(flt)), with_vector=DENSE))
         sparse_hits = _hits(points)
